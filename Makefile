@@ -1,0 +1,53 @@
+# tunnels — build, test and try it.
+#
+#   make test          unit tests + end-to-end tests against a real kube-apiserver + kwok (what CI runs)
+#   make cluster       start (or reuse) a local control plane on loopback for trying tunnels
+#   make cluster-down  stop it
+#   make build         build bin/tunnels
+
+GO        ?= go
+GOFLAGS   ?=
+TEST_TIMEOUT ?= 60m
+CLUSTERCTL = cd tests && $(GO) run ./cluster/clusterctl
+
+.PHONY: all build test lint unit e2e cluster-bin cluster cluster-down fuzz
+
+all: build
+
+build:
+	$(GO) build -o bin/tunnels ./cmd/tunnels
+
+# test is the one command a newcomer and CI run: static checks, the unit tests
+# with the race detector, then the tests/ module (schema, kubeconfig
+# differential, protocol against the kubelet's code, end to end against the
+# real control plane). The control plane is built on first use (minutes, once)
+# and the test cluster is stopped at the end unless KEEP_CLUSTER=1.
+test: lint unit e2e
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	cd tests && $(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+cluster-bin:
+	bash tests/cluster/build.sh
+
+e2e: cluster-bin
+	@status=0; \
+	  (cd tests && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...) || status=$$?; \
+	  if [ -z "$$KEEP_CLUSTER" ] && [ -z "$$TUNNELS_CLUSTER_DIR" ]; then $(CLUSTERCTL) down -name test; fi; \
+	  exit $$status
+
+cluster: cluster-bin
+	$(CLUSTERCTL) up
+
+cluster-down:
+	$(CLUSTERCTL) down
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzParsePortSpec -fuzztime=30s ./config
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./config
