@@ -103,14 +103,20 @@ func newFlagSet(e *env, name, synopsis, description string) *flag.FlagSet {
 // command should stop (--help printed, or a flag error reported).
 func parseFlags(e *env, fs *flag.FlagSet, args []string) (code int, done bool) {
 	fs.SetOutput(e.stderr)
+	// The flag package prints the usage itself, to stderr, for --help as
+	// well as for errors; silence it and print it below on the right stream.
+	usage := fs.Usage
+	fs.Usage = func() {}
 	err := fs.Parse(args)
+	fs.Usage = usage
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(e.stdout)
 		fs.Usage()
 		return exitOK, true
 	}
 	if err != nil {
-		// The flag package has already printed the error and the usage.
+		// The flag package has already printed the error.
+		fs.Usage()
 		return exitUsage, true
 	}
 	return exitOK, false
