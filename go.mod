@@ -3,9 +3,9 @@ module github.com/tunnels-dev/tunnels
 go 1.26.0
 
 require (
-	github.com/fsnotify/fsnotify v1.10.1 // indirect
-	github.com/moby/spdystream v0.5.1 // indirect
-	golang.org/x/sync v0.25.0 // indirect
-	golang.org/x/sys v0.13.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
+	github.com/fsnotify/fsnotify v1.10.1
+	github.com/moby/spdystream v0.5.1
+	gopkg.in/yaml.v3 v3.0.1
 )
+
+require golang.org/x/sys v0.13.0 // indirect
