@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -409,32 +409,45 @@ func server(t testing.TB, handle func(net.Conn)) string {
 // Handler runs a custom TCP server on loopback for the test's lifetime.
 func Handler(t testing.TB, handle func(net.Conn)) string { t.Helper(); return server(t, handle) }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+type builtBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
 
-// TunnelsBinary builds the tunnels command once per test binary and returns
-// its path.
-func TunnelsBinary(t testing.TB) string {
+var binaries = map[bool]*builtBinary{true: {}, false: {}}
+
+// TunnelsBinary builds the tunnels command with the race detector once per
+// test binary and returns its path.
+func TunnelsBinary(t testing.TB) string { t.Helper(); return tunnelsBinary(t, true) }
+
+// TunnelsBinaryPlain builds tunnels without the race detector, for
+// benchmarks.
+func TunnelsBinaryPlain(t testing.TB) string { t.Helper(); return tunnelsBinary(t, false) }
+
+func tunnelsBinary(t testing.TB, race bool) string {
 	t.Helper()
-	binOnce.Do(func() {
+	b := binaries[race]
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "tunnels-e2e-bin-")
 		if err != nil {
-			binErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "tunnels")
-		cmd := exec.Command("go", "build", "-race", "-o", binPath, "./cmd/tunnels")
+		b.path = filepath.Join(dir, "tunnels")
+		args := []string{"build", "-o", b.path}
+		if race {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/tunnels")...)
 		cmd.Dir = repoRoot(&Options{})
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			binErr = fmt.Errorf("go build ./cmd/tunnels: %w: %s", err, strings.TrimSpace(string(out)))
+			b.err = fmt.Errorf("go build ./cmd/tunnels: %w: %s", err, strings.TrimSpace(string(out)))
 		}
 	})
-	if binErr != nil {
-		t.Fatalf("build tunnels: %v", binErr)
+	if b.err != nil {
+		t.Fatalf("build tunnels: %v", b.err)
 	}
-	return binPath
+	return b.path
 }

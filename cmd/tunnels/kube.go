@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+
+	"github.com/tunnels-dev/tunnels/config"
+	"github.com/tunnels-dev/tunnels/forward"
+	"github.com/tunnels-dev/tunnels/kube"
+)
+
+// resolver resolves a session's target with the kube client.
+func resolver(c *kube.Client, key config.Session) forward.ResolveFunc {
+	return func(ctx context.Context, remotes []config.RemotePort) (forward.Resolved, error) {
+		r, err := c.Resolve(ctx, key.Namespace, key.Target, remotes)
+		if err != nil {
+			return forward.Resolved{}, err
+		}
+		return forward.Resolved{Pod: r.Pod, Ports: r.Ports}, nil
+	}
+}
+
+// upgrader adapts *kube.Client to forward.Upgrader.
+type upgrader struct{ c *kube.Client }
+
+func (u upgrader) Upgrade(ctx context.Context, method, path string, h http.Header) (net.Conn, http.Header, error) {
+	conn, err := u.c.Upgrade(ctx, method, path, h)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, conn.Header, nil
+}

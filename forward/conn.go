@@ -1,0 +1,280 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moby/spdystream"
+)
+
+// Upgrader performs the HTTP/1.1 upgrade of a request to the API server. It
+// returns the upgraded connection, whose first reads must yield any bytes
+// already read past the 101 response, and the response headers. A response
+// other than 101 must be an error that quotes the server's status and
+// message. Package kube's client provides this (through a small adapter).
+type Upgrader interface {
+	Upgrade(ctx context.Context, method, path string, header http.Header) (net.Conn, http.Header, error)
+}
+
+// Protocol header and value negotiated in the SPDY handshake.
+const (
+	protocolHeader = "X-Stream-Protocol-Version"
+	protocolName   = "portforward.k8s.io"
+)
+
+// Options configures a Conn. The zero value gives the documented defaults.
+type Options struct {
+	// PingInterval is how often a keepalive ping is sent; a connection that
+	// shows no sign of life for two intervals is declared lost. Default 5s,
+	// as client-go; negative disables pings.
+	PingInterval time.Duration
+	// StreamCreationTimeout bounds the wait for the server to accept the
+	// streams of a new local connection. Default 30s, as client-go.
+	StreamCreationTimeout time.Duration
+	// DialTimeout bounds the HTTP upgrade. Default 30s.
+	DialTimeout time.Duration
+	// CloseTimeout bounds the GOAWAY write and the teardown of Close.
+	// Default 2s.
+	CloseTimeout time.Duration
+	// StreamBuffer is how many bytes received for one local connection may
+	// wait for it to read them before that stream stops being read; see
+	// streamBuffer for the trade-off. Default 1 MiB.
+	StreamBuffer int
+	// Logger receives per-connection events with the keys tunnel, pod,
+	// local, remote and err. Default: discard.
+	Logger *slog.Logger
+	// Tunnel is the value of the tunnel key in logs. Default empty.
+	Tunnel string
+}
+
+func (o Options) withDefaults() Options {
+	if o.PingInterval == 0 {
+		o.PingInterval = 5 * time.Second
+	}
+	if o.StreamCreationTimeout <= 0 {
+		o.StreamCreationTimeout = 30 * time.Second
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 30 * time.Second
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 2 * time.Second
+	}
+	if o.StreamBuffer <= 0 {
+		o.StreamBuffer = 1 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Conn is one SPDY port-forward connection to one pod. It carries every
+// forwarded local connection to that pod, on any port, as a pair of
+// streams. A failure on one forwarded connection does not affect the
+// others; when the SPDY connection itself dies, Done fires and Err says why.
+type Conn struct {
+	// Stats counts the local connections forwarded over this connection.
+	Stats Counters
+
+	namespace, pod string
+	opts           Options
+	log            *slog.Logger
+
+	raw  net.Conn
+	wire *wireConn
+	spdy *spdystream.Connection
+
+	nextRequestID atomic.Uint64
+
+	// ctx ends when the connection fails or is closed; its cause is Err.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	served chan struct{} // closed once spdystream's Serve has returned
+
+	teardownOnce sync.Once
+	closeOnce    sync.Once
+	wg           sync.WaitGroup // serve, keepalive, pings
+}
+
+// Dial opens a port-forward connection to pod in namespace: a POST to
+// /api/v1/namespaces/NS/pods/POD/portforward upgraded to SPDY/3.1. ctx
+// bounds the dial only; the connection lives until Close or until it fails.
+func Dial(ctx context.Context, up Upgrader, namespace, pod string, opts Options) (*Conn, error) {
+	opts = opts.withDefaults()
+	path := "/api/v1/namespaces/" + url.PathEscape(namespace) + "/pods/" + url.PathEscape(pod) + "/portforward"
+	h := http.Header{}
+	h.Set("Connection", "Upgrade")
+	h.Set("Upgrade", "SPDY/3.1")
+	h.Set(protocolHeader, protocolName)
+
+	dctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
+	defer cancel()
+	raw, resp, err := up.Upgrade(dctx, http.MethodPost, path, h)
+	if err != nil {
+		return nil, fmt.Errorf("dial pod %s/%s: %w", namespace, pod, err)
+	}
+	if got := resp.Get(protocolHeader); got != protocolName {
+		raw.Close()
+		return nil, fmt.Errorf("dial pod %s/%s: %w: server chose stream protocol %q, want %q", namespace, pod, ErrProtocol, got, protocolName)
+	}
+	return newConn(raw, namespace, pod, opts)
+}
+
+// newConn runs SPDY over an upgraded connection.
+func newConn(raw net.Conn, namespace, pod string, opts Options) (*Conn, error) {
+	opts = opts.withDefaults()
+	c := &Conn{
+		namespace: namespace,
+		pod:       pod,
+		opts:      opts,
+		log:       opts.Logger.With("tunnel", opts.Tunnel, "pod", namespace+"/"+pod),
+		raw:       raw,
+		wire:      newWireConn(raw),
+		served:    make(chan struct{}),
+	}
+	sc, err := spdystream.NewConnection(c.wire, false)
+	if err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("dial pod %s/%s: start spdy: %w", namespace, pod, err)
+	}
+	c.spdy = sc
+	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+	c.wg.Add(1)
+	go c.serve(c.ctx)
+	if opts.PingInterval > 0 {
+		c.wg.Add(1)
+		go c.keepalive(c.ctx)
+	}
+	return c, nil
+}
+
+// Namespace returns the namespace of the pod.
+func (c *Conn) Namespace() string { return c.namespace }
+
+// Pod returns the name of the pod.
+func (c *Conn) Pod() string { return c.pod }
+
+// Done is closed when the connection has failed or was closed.
+func (c *Conn) Done() <-chan struct{} { return c.ctx.Done() }
+
+// Err returns nil while the connection is up, then why it ended: an error
+// wrapping ErrLostConnection when it died, ErrClosed after Close.
+func (c *Conn) Err() error {
+	if c.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(c.ctx)
+}
+
+// Close resets every forwarded connection, sends GOAWAY and closes the
+// network connection, each step bounded by Options.CloseTimeout, and waits
+// for the connection's goroutines. It returns nil; Err says whether the
+// connection had failed before.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.teardown(ErrClosed)
+		c.wg.Wait()
+		// The shutdown goroutine spdystream starts in Close hands a close
+		// error to whoever waits; take it so that goroutine ends now.
+		_ = c.spdy.Wait(c.opts.CloseTimeout)
+	})
+	return nil
+}
+
+// teardown ends the connection with cause, once: the network connection
+// gets a deadline first, because spdystream's Close writes GOAWAY without
+// one and can block forever behind a peer that stopped reading.
+func (c *Conn) teardown(cause error) {
+	c.teardownOnce.Do(func() {
+		c.cancel(cause)
+		_ = c.raw.SetDeadline(time.Now().Add(c.opts.CloseTimeout))
+		_ = c.spdy.Close()
+		_ = c.raw.Close()
+	})
+}
+
+// lost ends the connection as lost, with what was seen.
+func (c *Conn) lost(format string, args ...any) {
+	c.teardown(fmt.Errorf("pod %s/%s: %w: %s", c.namespace, c.pod, ErrLostConnection, fmt.Sprintf(format, args...)))
+}
+
+// serve runs spdystream's frame loop until the connection ends.
+func (c *Conn) serve(ctx context.Context) {
+	defer c.wg.Done()
+	// The server never opens streams in this protocol; refuse any.
+	c.spdy.Serve(func(s *spdystream.Stream) { _ = s.Refuse() })
+	close(c.served)
+	if ctx.Err() == nil {
+		err := c.wire.lastReadErr()
+		if err == nil || err == io.EOF {
+			c.lost("connection closed by the server")
+		} else {
+			c.lost("read: %v", err)
+		}
+	}
+}
+
+// keepalive pings the server every PingInterval. A ping that gets no answer
+// within an interval, while nothing else arrived either, means the
+// connection is dead. Any bytes read count as life: a pong can queue behind
+// data frames on a busy connection.
+func (c *Conn) keepalive(ctx context.Context) {
+	defer c.wg.Done()
+	interval := c.opts.PingInterval
+	next := time.NewTimer(interval)
+	defer next.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-next.C:
+		}
+		seen := c.wire.bytesRead.Load()
+		pong := make(chan error, 1)
+		c.wg.Add(1)
+		go c.ping(ctx, pong)
+		deadline := time.NewTimer(interval)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				deadline.Stop()
+				return
+			case err := <-pong:
+				deadline.Stop()
+				if err != nil {
+					c.lost("ping: %v", err)
+					return
+				}
+				break wait
+			case <-deadline.C:
+				if now := c.wire.bytesRead.Load(); now != seen {
+					seen = now
+					deadline.Reset(interval)
+					continue
+				}
+				c.lost("no answer to a ping within %s", interval)
+				return
+			}
+		}
+		next.Reset(interval)
+	}
+}
+
+// ping sends one ping and reports the outcome on pong (buffered). It
+// returns when the pong arrives or the connection ends.
+func (c *Conn) ping(_ context.Context, pong chan<- error) {
+	defer c.wg.Done()
+	_, err := c.spdy.Ping()
+	pong <- err
+}

@@ -1,0 +1,174 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+
+	"github.com/tunnels-dev/tunnels/config"
+)
+
+// Port is one listener of a session, forwarding to one remote port.
+type Port struct {
+	// Stats counts this port's local connections.
+	Stats Counters
+
+	s      *Session
+	l      *Listener
+	remote config.RemotePort
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the accept loop and the handlers
+	once   sync.Once
+
+	mu      sync.Mutex
+	lastErr error // the last connection failure
+}
+
+// AddPort starts serving l, forwarding its connections to remote on the
+// session's pod, over the session's connection. The session owns l from
+// then on and closes it in RemovePort or Close. A remote port the last
+// resolve did not cover makes the session resolve again.
+func (s *Session) AddPort(l *Listener, remote config.RemotePort) (*Port, error) {
+	p := &Port{s: s, l: l, remote: remote}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = l.Close()
+		return nil, fmt.Errorf("add port %s: session: %w", remote, ErrClosed)
+	}
+	p.ctx, p.cancel = context.WithCancel(s.ctx)
+	s.ports = append(s.ports, p)
+	if s.conn != nil {
+		if _, ok := s.podPorts[remote]; !ok {
+			s.requestRefreshLocked()
+		}
+	}
+	p.wg.Add(1)
+	go p.serve(p.ctx)
+	s.mu.Unlock()
+	s.log.Info("listening", "local", addrList(l.Addrs()), "remote", remote.String())
+	return p, nil
+}
+
+// RemovePort stops p: its listener closes and its connections end; the
+// session's other ports and its connection to the pod carry on.
+func (s *Session) RemovePort(p *Port) {
+	s.mu.Lock()
+	s.ports = slices.DeleteFunc(s.ports, func(q *Port) bool { return q == p })
+	s.mu.Unlock()
+	_ = p.l.Close()
+	p.stop()
+	s.log.Info("stopped listening", "local", addrList(p.l.Addrs()), "remote", p.remote.String())
+}
+
+// stop ends the port's connections and waits for its goroutines; the
+// listener must be closed already.
+func (p *Port) stop() {
+	p.once.Do(func() {
+		p.cancel()
+		p.wg.Wait()
+	})
+}
+
+func addrList(addrs []net.Addr) string {
+	s := ""
+	for i, a := range addrs {
+		if i > 0 {
+			s += ","
+		}
+		s += a.String()
+	}
+	return s
+}
+
+// Listener returns the port's listener.
+func (p *Port) Listener() *Listener { return p.l }
+
+// Remote returns the remote port as given to AddPort.
+func (p *Port) Remote() config.RemotePort { return p.remote }
+
+// PortStatus is one port's state for a status display.
+type PortStatus struct {
+	Addrs   []net.Addr        // the local addresses listened on
+	Local   int               // the local port
+	Remote  config.RemotePort // as given to AddPort
+	PodPort int               // Remote's number on the pod, while ready
+	State   State             // the session's state
+	Err     error             // why the session is retrying or failed
+	LastErr error             // the last failure of one of this port's connections
+	Stats   Snapshot
+}
+
+// Status returns the port's current status.
+func (p *Port) Status() PortStatus {
+	st := PortStatus{Addrs: p.l.Addrs(), Local: p.l.Port(), Remote: p.remote, Stats: p.Stats.Snapshot()}
+	p.s.mu.Lock()
+	st.State, st.Err = p.s.state, p.s.err
+	if p.s.conn != nil {
+		st.PodPort = p.s.podPorts[p.remote]
+	}
+	p.s.mu.Unlock()
+	p.mu.Lock()
+	st.LastErr = p.lastErr
+	p.mu.Unlock()
+	return st
+}
+
+// serve accepts local connections until the listener closes.
+func (p *Port) serve(ctx context.Context) {
+	defer p.wg.Done()
+	for {
+		local, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.wg.Add(1)
+		go p.handle(ctx, local)
+	}
+}
+
+// handle forwards one local connection over the session's current
+// connection, waiting for one if the session is reconnecting.
+func (p *Port) handle(ctx context.Context, local net.Conn) {
+	defer p.wg.Done()
+	log := p.s.log.With("local", local.LocalAddr().String(), "remote", p.remote.String())
+	conn, podPort, err := p.s.connFor(ctx, p.remote)
+	if err != nil {
+		_ = local.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		p.Stats.Total.Add(1)
+		p.Stats.Failed.Add(1)
+		p.s.Stats.Total.Add(1)
+		p.s.Stats.Failed.Add(1)
+		p.noteErr(err)
+		log.Warn("closing local connection: no connection to the pod", "err", err)
+		return
+	}
+	err = conn.forward(ctx, local, podPort, counterSet{&p.Stats, &p.s.Stats})
+	var remoteErr *RemoteError
+	switch {
+	case err == nil, ctx.Err() != nil:
+	case errors.As(err, &remoteErr):
+		p.noteErr(err)
+		if remoteErr.PodGone() {
+			p.s.podGone(conn, err)
+		}
+	case errIs(err, ErrLostConnection, ErrClosed):
+		// The session reports and repairs the connection itself.
+	default:
+		p.noteErr(err)
+	}
+}
+
+func (p *Port) noteErr(err error) {
+	p.mu.Lock()
+	p.lastErr = err
+	p.mu.Unlock()
+}

@@ -1,0 +1,534 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tunnels-dev/tunnels/config"
+)
+
+// Resolved is a session's target resolved to one pod.
+type Resolved struct {
+	Pod string
+	// Ports holds, for each remote port asked for, its number on Pod, in
+	// the order asked.
+	Ports []int
+}
+
+// ResolveFunc resolves a session's target to the pod to connect to, and
+// the remote ports (numbers or names, possibly service ports) to port
+// numbers on that pod. A session calls it before every dial, and returns
+// its errors as they are: they should name the target.
+type ResolveFunc func(ctx context.Context, remotes []config.RemotePort) (Resolved, error)
+
+// State is where a session, or one of its ports, stands.
+type State int
+
+// The states of a session.
+const (
+	// StateConnecting: resolving the target and dialing the pod, for the
+	// first time or after the target moved to another pod.
+	StateConnecting State = iota
+	// StateReady: connected; local connections are forwarded.
+	StateReady
+	// StateRetrying: the last attempt or the connection failed (Err says
+	// why); the session retries with backoff.
+	StateRetrying
+	// StateFailed: a permanent error (Err); the session waits for Refresh.
+	StateFailed
+	// StateClosed: the session has ended.
+	StateClosed
+)
+
+// String returns the state's lowercase name.
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateReady:
+		return "ready"
+	case StateRetrying:
+		return "retrying"
+	case StateFailed:
+		return "failed"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// SessionOptions configures a Session. Upgrader and Resolve are required;
+// every other zero value is a documented default.
+type SessionOptions struct {
+	// Upgrader performs the HTTP upgrade to the API server.
+	Upgrader Upgrader
+	// Namespace is the namespace of the target.
+	Namespace string
+	// Resolve picks the pod and maps the remote ports before each dial.
+	Resolve ResolveFunc
+	// Tunnel and Target are the values of the tunnel and target keys in
+	// logs. Default empty.
+	Tunnel, Target string
+	// Logger receives state changes (Info), retries (Warn) and
+	// per-connection events. Default: discard.
+	Logger *slog.Logger
+	// Conn configures each connection to the pod; its Logger and Tunnel
+	// default to the session's.
+	Conn Options
+	// Backoff spaces the retries. Default: see Backoff.
+	Backoff Backoff
+	// ConnectWait is how long a local connection accepted while there is
+	// no connection to the pod waits for one before it is closed.
+	// Default 30s.
+	ConnectWait time.Duration
+	// FailFast makes Run return the error of the first attempt to resolve
+	// and dial instead of retrying it. Later failures are always retried.
+	FailFast bool
+	// Permanent reports errors that retrying cannot fix (a target that
+	// does not exist, say): the session then enters StateFailed and waits
+	// for Refresh. Default: every error is retried.
+	Permanent func(error) bool
+}
+
+// stableAfter is how long a connection must have lasted for its loss to
+// restart the backoff from Initial.
+const stableAfter = 30 * time.Second
+
+// Session keeps one port-forward connection to the pod its target resolves
+// to, and serves any number of ports over it: ports can be added and
+// removed while it runs, and all of them share the connection. When the
+// connection dies, the session resolves the target again and redials, with
+// backoff; local connections accepted meanwhile wait for the new connection
+// (up to ConnectWait).
+type Session struct {
+	// Stats counts the local connections of every port of the session.
+	Stats Counters
+
+	opts SessionOptions
+	log  *slog.Logger
+
+	// ctx ends when the session closes; ports run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	refresh chan struct{} // capacity 1: a pending request to re-resolve
+
+	mu         sync.Mutex
+	state      State
+	err        error // why retrying or failed
+	since      time.Time
+	conn       *Conn                     // set only while ready
+	podPorts   map[config.RemotePort]int // set only while ready
+	resolveErr error                     // the last refresh failed
+	changed    chan struct{}             // closed and replaced on every change
+	ports      []*Port
+	running    bool
+	closed     bool
+	dials      int
+	closeOnce  sync.Once
+}
+
+// NewSession returns a session that does nothing until Run.
+func NewSession(opts SessionOptions) *Session {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ConnectWait <= 0 {
+		opts.ConnectWait = 30 * time.Second
+	}
+	opts.Backoff = opts.Backoff.withDefaults()
+	s := &Session{
+		opts:    opts,
+		log:     opts.Logger.With("tunnel", opts.Tunnel, "target", opts.Target),
+		refresh: make(chan struct{}, 1),
+		state:   StateConnecting,
+		since:   time.Now(),
+		changed: make(chan struct{}),
+	}
+	if s.opts.Conn.Logger == nil {
+		s.opts.Conn.Logger = opts.Logger.With("target", opts.Target)
+	}
+	if s.opts.Conn.Tunnel == "" {
+		s.opts.Conn.Tunnel = opts.Tunnel
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Run connects and keeps the session connected until ctx ends or Close is
+// called, then closes the session: its listeners, its connections, and the
+// connection to the pod. It returns nil then, or, with FailFast, the error
+// of the first attempt. A session runs once.
+func (s *Session) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running || s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("run session: %w", ErrClosed)
+	}
+	s.running = true
+	s.mu.Unlock()
+	defer s.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+
+	attempt := 0
+	for first := true; ; first = false {
+		conn, res, err := s.connect(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if first && s.opts.FailFast {
+				return err
+			}
+			if s.opts.Permanent != nil && s.opts.Permanent(err) {
+				s.setState(StateFailed, err)
+				s.log.Error("port-forward failed; waiting for a change", "err", err)
+				if !s.wait(ctx, -1) {
+					return nil
+				}
+				attempt = 0
+				continue
+			}
+			delay := s.opts.Backoff.Delay(attempt, rand.Float64())
+			attempt++
+			s.setState(StateRetrying, err)
+			s.log.Warn("connect to pod failed; retrying", "err", err, "delay", delay.Round(time.Millisecond))
+			if !s.wait(ctx, delay) {
+				return nil
+			}
+			continue
+		}
+		if !s.setReady(conn, res) {
+			conn.Close()
+			return nil
+		}
+		s.log.Info("connected", "pod", s.opts.Namespace+"/"+res.pod)
+		readyAt := time.Now()
+		lost := s.serveConn(ctx, conn, res)
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(readyAt) >= stableAfter {
+			attempt = 0
+		}
+		if lost {
+			delay := s.opts.Backoff.Delay(attempt, rand.Float64())
+			attempt++
+			if !s.wait(ctx, delay) {
+				return nil
+			}
+		}
+	}
+}
+
+// resolution is a Resolved with its ports keyed by what was asked.
+type resolution struct {
+	pod   string
+	ports map[config.RemotePort]int
+}
+
+// connect resolves the target and dials the pod.
+func (s *Session) connect(ctx context.Context) (*Conn, resolution, error) {
+	res, err := s.resolve(ctx)
+	if err != nil {
+		return nil, resolution{}, err
+	}
+	conn, err := Dial(ctx, s.opts.Upgrader, s.opts.Namespace, res.pod, s.opts.Conn)
+	if err != nil {
+		return nil, resolution{}, err
+	}
+	return conn, res, nil
+}
+
+// resolve calls Resolve with the remote ports of every current port.
+func (s *Session) resolve(ctx context.Context) (resolution, error) {
+	remotes := s.remotes()
+	res, err := s.opts.Resolve(ctx, remotes)
+	if err != nil {
+		return resolution{}, err
+	}
+	if len(res.Ports) != len(remotes) {
+		return resolution{}, fmt.Errorf("resolve %s: asked for %d ports, got %d", s.opts.Target, len(remotes), len(res.Ports))
+	}
+	m := make(map[config.RemotePort]int, len(remotes))
+	for i, r := range remotes {
+		m[r] = res.Ports[i]
+	}
+	return resolution{pod: res.Pod, ports: m}, nil
+}
+
+// remotes returns the distinct remote ports of the session's ports.
+func (s *Session) remotes() []config.RemotePort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.remotesLocked()
+}
+
+// serveConn watches the ready connection until it dies (lost is true), the
+// target moves to another pod, or ctx ends.
+func (s *Session) serveConn(ctx context.Context, conn *Conn, res resolution) (lost bool) {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-conn.Done():
+			err := conn.Err()
+			s.setState(StateRetrying, err)
+			s.log.Warn("lost connection to pod; reconnecting", "pod", s.opts.Namespace+"/"+res.pod, "err", err)
+			return true
+		case <-s.refresh:
+			next, err := s.resolve(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return false
+				}
+				s.mu.Lock()
+				s.resolveErr = err
+				s.broadcastLocked()
+				s.mu.Unlock()
+				s.log.Warn("re-resolve failed; keeping the current pod", "pod", s.opts.Namespace+"/"+res.pod, "err", err)
+				continue
+			}
+			if next.pod != res.pod {
+				s.log.Info("target moved to another pod; reconnecting", "pod", s.opts.Namespace+"/"+next.pod)
+				s.setState(StateConnecting, nil)
+				return false
+			}
+			s.mu.Lock()
+			if s.conn == conn {
+				s.podPorts = next.ports
+				s.broadcastLocked()
+			}
+			s.mu.Unlock()
+			res = next
+		}
+	}
+}
+
+// remotesLocked is remotes with s.mu held.
+func (s *Session) remotesLocked() []config.RemotePort {
+	var rs []config.RemotePort
+	for _, p := range s.ports {
+		if !slices.Contains(rs, p.remote) {
+			rs = append(rs, p.remote)
+		}
+	}
+	return rs
+}
+
+// wait waits for delay (forever if negative), a Refresh, or the end of
+// ctx; it returns false when ctx ended.
+func (s *Session) wait(ctx context.Context, delay time.Duration) bool {
+	var timeout <-chan time.Time
+	if delay >= 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timeout:
+	case <-s.refresh:
+	}
+	return true
+}
+
+// setState records a state other than ready.
+func (s *Session) setState(state State, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.state, s.err, s.since = state, err, time.Now()
+	s.conn, s.podPorts, s.resolveErr = nil, nil, nil
+	s.broadcastLocked()
+}
+
+// setReady publishes a new connection; false if the session closed.
+func (s *Session) setReady(conn *Conn, res resolution) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.state, s.err, s.since = StateReady, nil, time.Now()
+	s.conn, s.podPorts, s.resolveErr = conn, res.ports, nil
+	s.dials++
+	// A port added since the resolve is not in the map yet.
+	for _, r := range s.remotesLocked() {
+		if _, ok := s.podPorts[r]; !ok {
+			s.requestRefreshLocked()
+			break
+		}
+	}
+	s.broadcastLocked()
+	return true
+}
+
+func (s *Session) broadcastLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Refresh asks the session to resolve its target again now: when it
+// resolves to another pod, the session reconnects to that pod (closing the
+// connections on the old one); a session waiting to retry, or failed,
+// retries at once.
+func (s *Session) Refresh() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requestRefreshLocked()
+}
+
+func (s *Session) requestRefreshLocked() {
+	s.resolveErr = nil
+	select {
+	case s.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// connFor waits up to ConnectWait for a ready connection and returns it
+// with the pod's number for remote.
+func (s *Session) connFor(ctx context.Context, remote config.RemotePort) (*Conn, int, error) {
+	timer := time.NewTimer(s.opts.ConnectWait)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, 0, fmt.Errorf("session: %w", ErrClosed)
+		}
+		if s.conn != nil && s.conn.Err() == nil {
+			if n, ok := s.podPorts[remote]; ok {
+				conn := s.conn
+				s.mu.Unlock()
+				return conn, n, nil
+			}
+			if err := s.resolveErr; err != nil {
+				s.mu.Unlock()
+				return nil, 0, fmt.Errorf("remote port %s: %w", remote, err)
+			}
+		}
+		if s.state == StateFailed {
+			err := s.err
+			s.mu.Unlock()
+			return nil, 0, err
+		}
+		changed, lastErr := s.changed, s.err
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timer.C:
+			if lastErr != nil {
+				return nil, 0, fmt.Errorf("%w within %s: %w", ErrNotReady, s.opts.ConnectWait, lastErr)
+			}
+			return nil, 0, fmt.Errorf("%w within %s", ErrNotReady, s.opts.ConnectWait)
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+}
+
+// podGone reacts to a connection failing because the pod is gone: the
+// connection to it is useless, so it is closed and the session redials.
+func (s *Session) podGone(conn *Conn, err error) {
+	s.mu.Lock()
+	current := s.conn == conn
+	s.mu.Unlock()
+	if current {
+		conn.teardown(fmt.Errorf("pod %s/%s: %w: the pod is gone: %w", conn.namespace, conn.pod, ErrLostConnection, err))
+	}
+}
+
+// SessionStatus is a session's state for a status display.
+type SessionStatus struct {
+	State State
+	Err   error     // why retrying or failed
+	Since time.Time // when State was entered
+	Pod   string    // the pod connected to, while ready
+	Dials int       // successful dials so far
+	Stats Snapshot
+}
+
+// Status returns the session's current status.
+func (s *Session) Status() SessionStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SessionStatus{State: s.state, Err: s.err, Since: s.since, Dials: s.dials, Stats: s.Stats.Snapshot()}
+	if s.conn != nil {
+		st.Pod = s.conn.pod
+	}
+	return st
+}
+
+// Changed returns a channel that is closed at the session's next change of
+// state (or of its pod or port numbers); call Status after it fires, and
+// Changed again for the change after that.
+func (s *Session) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// Ports returns the session's ports in the order added.
+func (s *Session) Ports() []*Port {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.ports)
+}
+
+// Close closes the session: first its listeners, then its forwarded
+// connections, then the connection to the pod. It makes Run return.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.state, s.since = StateClosed, time.Now()
+		ports := s.ports
+		s.ports = nil
+		conn := s.conn
+		s.conn, s.podPorts = nil, nil
+		s.broadcastLocked()
+		s.mu.Unlock()
+
+		// Listeners first, so nothing new arrives while the rest shuts.
+		for _, p := range ports {
+			_ = p.l.Close()
+		}
+		s.cancel()
+		// The connection goes before the ports are waited for: its
+		// teardown deadline unblocks a forward stuck writing to a peer
+		// that stopped reading.
+		if conn != nil {
+			_ = conn.Close()
+		}
+		for _, p := range ports {
+			p.stop()
+		}
+	})
+	return nil
+}
+
+// errIs reports whether err is one of targets.
+func errIs(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}

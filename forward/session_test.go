@@ -1,0 +1,332 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tunnels-dev/tunnels/config"
+	"github.com/tunnels-dev/tunnels/internal/leakcheck"
+)
+
+// fakeResolver resolves to pod "web"; the port named http is 80.
+type fakeResolver struct {
+	mu    sync.Mutex
+	calls int
+	err   error
+	gate  chan struct{} // when set, each call waits for a receive
+}
+
+func (r *fakeResolver) resolve(ctx context.Context, remotes []config.RemotePort) (Resolved, error) {
+	r.mu.Lock()
+	r.calls++
+	err, gate := r.err, r.gate
+	r.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return Resolved{}, ctx.Err()
+		}
+	}
+	if err != nil {
+		return Resolved{}, err
+	}
+	res := Resolved{Pod: "web"}
+	for _, rp := range remotes {
+		switch {
+		case rp.Name == "http":
+			res.Ports = append(res.Ports, 80)
+		case rp.Name != "":
+			return Resolved{}, fmt.Errorf("no port named %q", rp.Name)
+		default:
+			res.Ports = append(res.Ports, rp.Number)
+		}
+	}
+	return res, nil
+}
+
+func (r *fakeResolver) set(err error, gate chan struct{}) {
+	r.mu.Lock()
+	r.err, r.gate = err, gate
+	r.mu.Unlock()
+}
+
+func (r *fakeResolver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls
+}
+
+// runSession runs a session until the test ends.
+func runSession(t *testing.T, opts SessionOptions) *Session {
+	t.Helper()
+	s := NewSession(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return within 5s of cancel")
+		}
+	})
+	return s
+}
+
+func sessionOptions(k *fakeKubelet, r *fakeResolver) SessionOptions {
+	return SessionOptions{
+		Upgrader:  k.upgrader(),
+		Namespace: "default",
+		Resolve:   r.resolve,
+		Target:    "pod/web",
+		Backoff:   Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+	}
+}
+
+func addPort(t *testing.T, s *Session, remote config.RemotePort) *Port {
+	t.Helper()
+	l, err := Listen([]string{"127.0.0.1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.AddPort(l, remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func dialPort(t *testing.T, p *Port) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp4", p.Listener().Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
+func checkEcho(t *testing.T, p *Port, msg string) {
+	t.Helper()
+	if err := echoRoundTrip(t, dialPort(t, p), []byte(msg)); err != nil {
+		t.Fatalf("through local port %d: %v", p.Listener().Port(), err)
+	}
+}
+
+// eventually polls cond until it holds or 10s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSessionPortsShareOneConnection(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: echoServer(t), 81: echoServer(t)})
+	r := &fakeResolver{}
+	s := runSession(t, sessionOptions(k, r))
+	p80 := addPort(t, s, config.RemotePort{Name: "http"})
+	checkEcho(t, p80, "to http")
+
+	// A port added later, on a port the last resolve did not cover.
+	p81 := addPort(t, s, config.RemotePort{Number: 81})
+	checkEcho(t, p81, "to 81")
+	if got := k.dialCount(); got != 1 {
+		t.Errorf("%d SPDY connections for two ports, want 1", got)
+	}
+	if st := p81.Status(); st.State != StateReady || st.PodPort != 81 || st.Stats.Total != 1 {
+		t.Errorf("port status = %+v, want ready, pod port 81, 1 connection", st)
+	}
+
+	// Removing a port ends its listener and its connections only.
+	open := dialPort(t, p80)
+	open.Write([]byte("x"))
+	io.ReadFull(open, make([]byte, 1))
+	s.RemovePort(p80)
+	open.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(open); err != nil {
+		t.Errorf("connection of a removed port not closed: %v", err)
+	}
+	if c, err := net.Dial("tcp4", p80.Listener().Addrs()[0].String()); err == nil {
+		c.Close()
+		t.Error("removed port still listening")
+	}
+	checkEcho(t, p81, "still there")
+	if got := k.dialCount(); got != 1 {
+		t.Errorf("%d SPDY connections after removing a port, want 1", got)
+	}
+	if st := s.Status(); st.State != StateReady || st.Pod != "web" || st.Dials != 1 {
+		t.Errorf("session status = %+v, want ready on web after 1 dial", st)
+	}
+	if got := len(s.Ports()); got != 1 {
+		t.Errorf("%d ports, want 1", got)
+	}
+}
+
+func TestSessionRedialsAfterLoss(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: echoServer(t)})
+	r := &fakeResolver{}
+	s := runSession(t, sessionOptions(k, r))
+	p := addPort(t, s, config.RemotePort{Number: 80})
+	checkEcho(t, p, "first")
+
+	// Hold the next resolve, so a connection arrives while redialing.
+	gate := make(chan struct{})
+	r.set(nil, gate)
+	k.kill()
+	eventually(t, "the session to notice the loss", func() bool { return s.Status().State != StateReady })
+	if st := s.Status(); !errors.Is(st.Err, ErrLostConnection) {
+		t.Errorf("status error = %v, want ErrLostConnection", st.Err)
+	}
+	waiting := dialPort(t, p)
+	result := make(chan error, 1)
+	go func() { result <- echoRoundTrip(t, waiting, []byte("waited")) }()
+	close(gate)
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("connection accepted during the redial: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("connection accepted during the redial was not served")
+	}
+	if got := k.dialCount(); got != 2 {
+		t.Errorf("dials = %d, want 2", got)
+	}
+	if got := r.count(); got < 2 {
+		t.Errorf("resolves = %d, want the target resolved again", got)
+	}
+	if st := s.Status(); st.State != StateReady || st.Dials != 2 {
+		t.Errorf("status = %+v, want ready after 2 dials", st)
+	}
+}
+
+func TestSessionFailFast(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, nil)
+	notFound := errors.New("pods \"web\" not found")
+	r := &fakeResolver{err: notFound}
+	opts := sessionOptions(k, r)
+	opts.FailFast = true
+	s := NewSession(opts)
+	p := addPort(t, s, config.RemotePort{Number: 80})
+	err := s.Run(t.Context())
+	if !errors.Is(err, notFound) {
+		t.Fatalf("Run = %v, want the resolve error", err)
+	}
+	if c, err := net.Dial("tcp4", p.Listener().Addrs()[0].String()); err == nil {
+		c.Close()
+		t.Error("listener still open after Run returned")
+	}
+	l, err := Listen([]string{"127.0.0.1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddPort(l, config.RemotePort{Number: 1}); !errors.Is(err, ErrClosed) {
+		t.Errorf("AddPort after Run returned = %v, want ErrClosed", err)
+	}
+}
+
+func TestSessionPermanentFailureWaitsForRefresh(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: echoServer(t)})
+	forbidden := errors.New("forbidden")
+	r := &fakeResolver{err: forbidden}
+	opts := sessionOptions(k, r)
+	opts.Permanent = func(err error) bool { return errors.Is(err, forbidden) }
+	s := runSession(t, opts)
+	p := addPort(t, s, config.RemotePort{Number: 80})
+	eventually(t, "the failed state", func() bool { return s.Status().State == StateFailed })
+	calls := r.count()
+
+	// A connection to a failed session is closed at once.
+	c := dialPort(t, p)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("connection to a failed session: %v, want it closed", err)
+	}
+	eventually(t, "the port to record the failure", func() bool { return errors.Is(p.Status().LastErr, forbidden) })
+	if got := r.count(); got != calls {
+		t.Errorf("failed session retried on its own: %d resolves, want %d", got, calls)
+	}
+
+	r.set(nil, nil)
+	s.Refresh()
+	eventually(t, "ready after Refresh", func() bool { return s.Status().State == StateReady })
+	checkEcho(t, p, "fixed")
+}
+
+func TestSessionRedialsWhenPodIsGone(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{
+		80: echoServer(t),
+		81: `msg:failed to find sandbox "abc" in store: not found`,
+	})
+	r := &fakeResolver{}
+	s := runSession(t, sessionOptions(k, r))
+	p80 := addPort(t, s, config.RemotePort{Number: 80})
+	p81 := addPort(t, s, config.RemotePort{Number: 81})
+	checkEcho(t, p80, "up")
+	c := dialPort(t, p81)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.ReadAll(c)
+	eventually(t, "a redial", func() bool { return k.dialCount() >= 2 && s.Status().State == StateReady })
+	var re *RemoteError
+	if err := p81.Status().LastErr; !errors.As(err, &re) || !re.PodGone() {
+		t.Errorf("port error = %v, want a pod-gone *RemoteError", err)
+	}
+	checkEcho(t, p80, "after the redial")
+}
+
+func TestSessionCloseEndsEverything(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: echoServer(t)})
+	r := &fakeResolver{}
+	s := NewSession(sessionOptions(k, r))
+	p := addPort(t, s, config.RemotePort{Number: 80})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	c := dialPort(t, p)
+	c.Write([]byte("x"))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("shutdown took %s, want under 2s", took)
+	}
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Errorf("open connection not closed at shutdown: %v", err)
+	}
+	if st := s.Status(); st.State != StateClosed {
+		t.Errorf("state = %v, want closed", st.State)
+	}
+}

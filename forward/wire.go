@@ -1,0 +1,130 @@
+package forward
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// readBufferSize is the bufio.Reader under spdystream's framer. The framer
+// reads each frame as two 4-byte words and then the payload; without a
+// buffer that is three read(2) calls per frame (PROTOCOL.md, "Where the
+// reference client is slow", 1). Payloads larger than the buffer are read
+// straight into the framer's slice, so this costs no extra copy for them.
+const readBufferSize = 64 << 10
+
+// frameHeaderSize is the size of every SPDY/3.1 frame header, control or
+// data: 4 bytes of stream id or version/type, then 1 byte of flags and 3 of
+// payload length.
+const frameHeaderSize = 8
+
+// wireConn is the upgraded connection as spdystream sees it: reads go
+// through a large bufio.Reader, and each frame, which spdystream's framer
+// writes in several small pieces, goes to the network in one Write.
+type wireConn struct {
+	net.Conn
+	r         *bufio.Reader
+	w         frameWriter
+	bytesRead atomic.Uint64 // read progress, which keepalive counts as life
+	readErr   atomic.Pointer[error]
+}
+
+func newWireConn(c net.Conn) *wireConn {
+	wc := &wireConn{Conn: c, r: bufio.NewReaderSize(c, readBufferSize)}
+	wc.w.w = c
+	return wc
+}
+
+// Read reads from the buffered reader. Bytes the upgrader had already read
+// past the 101 response come out first, because the net.Conn it returned
+// yields them first.
+func (c *wireConn) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.bytesRead.Add(uint64(n))
+	if err != nil {
+		c.readErr.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+// Write coalesces frame pieces; see frameWriter.
+func (c *wireConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+// lastReadErr returns the first error a read returned, or nil.
+func (c *wireConn) lastReadErr() error {
+	if p := c.readErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// frameWriter collects the pieces of one SPDY frame and writes the whole
+// frame with a single Write once the length its header declares has
+// arrived. spdystream's framer writes a data frame as stream id (4 bytes),
+// flags and length (4 bytes) and payload, and a control frame in even more
+// pieces; with TCP_NODELAY each piece could leave as its own segment and
+// cost its own syscall (PROTOCOL.md, "Where the reference client is slow",
+// 2). The frame length is bytes 5-7 of every frame header, control or data.
+//
+// spdystream already serialises frame writes under its own lock; mu makes
+// frameWriter safe on its own anyway.
+type frameWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	buf  []byte // the frame being collected
+	need int    // the frame's total size once its header is complete
+}
+
+// maxKeptBuffer is the largest buffer kept between frames; a rare larger
+// frame gets a buffer of its own that is dropped after the write.
+const maxKeptBuffer = 256 << 10
+
+// Write appends p to the current frame and writes each frame that p
+// completes. After an error it reports 0 bytes written: the frame stream is
+// broken and the connection unusable anyway.
+func (f *frameWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		if len(f.buf) < frameHeaderSize {
+			k := min(frameHeaderSize-len(f.buf), len(p))
+			f.buf = append(f.buf, p[:k]...)
+			p = p[k:]
+			if len(f.buf) < frameHeaderSize {
+				break
+			}
+			length := int(binary.BigEndian.Uint32(f.buf[4:8]) & 0xffffff)
+			f.need = frameHeaderSize + length
+			if cap(f.buf) < f.need {
+				grown := make([]byte, len(f.buf), f.need)
+				copy(grown, f.buf)
+				f.buf = grown
+			}
+		}
+		k := min(f.need-len(f.buf), len(p))
+		f.buf = append(f.buf, p[:k]...)
+		p = p[k:]
+		if len(f.buf) == f.need {
+			if err := f.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// flush writes the collected frame and starts the next one.
+func (f *frameWriter) flush() error {
+	_, err := f.w.Write(f.buf)
+	if cap(f.buf) > maxKeptBuffer {
+		f.buf = nil
+	} else {
+		f.buf = f.buf[:0]
+	}
+	f.need = 0
+	return err
+}

@@ -1,0 +1,301 @@
+// Package protocol checks package forward against the kubelet's own
+// port-forward server code (k8s.io/cri-streaming), reached through package
+// kube's real client over TLS.
+package protocol
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"k8s.io/cri-streaming/pkg/streaming/portforward"
+
+	"github.com/tunnels-dev/tunnels/forward"
+	"github.com/tunnels-dev/tunnels/kube"
+)
+
+// leakOptions ignores what outlives every test by design: klog's flush
+// daemon.
+var leakOptions = []goleak.Option{
+	goleak.IgnoreAnyFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
+	goleak.IgnoreAnyFunction("k8s.io/klog/v2.(*loggingT).flushDaemon"),
+}
+
+// TestMain fails the run if goroutines outlive the tests and benchmarks.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if err := findLeaks(leakOptions...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines still running after the tests: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// findLeaks is goleak.Find with a 5s grace: spdystream, in the kubelet's
+// server code and in client-go, takes up to a second to wind down a
+// connection, longer than goleak's own retries.
+func findLeaks(opts ...goleak.Option) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// checkLeaks fails the test if goroutines it started are still running
+// after it ended (with findLeaks' grace); call it first.
+func checkLeaks(t *testing.T) {
+	opts := append([]goleak.Option{goleak.IgnoreCurrent()}, leakOptions...)
+	t.Cleanup(func() {
+		if err := findLeaks(opts...); err != nil {
+			t.Errorf("leaked goroutines: %v", err)
+		}
+	})
+}
+
+// kubelet runs the kubelet's port-forward server (ServePortForward) behind
+// an httptest TLS server at the apiserver's path. Pod "missing" answers 404
+// and pod "broken" 500, as the apiserver would.
+type kubelet struct {
+	t       testing.TB
+	srv     *httptest.Server
+	targets map[int32]string // pod port → loopback address
+
+	mu     sync.Mutex
+	conns  []net.Conn // every accepted TCP connection, for kill
+	dials  int        // port-forward upgrades served
+	closed bool       // the test is over: no new handlers
+
+	handlers sync.WaitGroup // ServePortForward calls, which outlive hijacking
+}
+
+func newKubelet(t testing.TB, targets map[int32]string) *kubelet {
+	k := &kubelet{t: t, targets: targets}
+	k.srv = httptest.NewUnstartedServer(k)
+	k.srv.Listener = &trackingListener{Listener: k.srv.Listener, k: k}
+	k.srv.StartTLS()
+	t.Cleanup(func() {
+		k.mu.Lock()
+		k.closed = true
+		k.mu.Unlock()
+		k.srv.Close()
+		k.kill()
+		k.handlers.Wait()
+	})
+	return k
+}
+
+// trackingListener remembers every connection so that kill can close the
+// hijacked ones, which httptest forgets.
+type trackingListener struct {
+	net.Listener
+	k *kubelet
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.k.mu.Lock()
+		l.k.conns = append(l.k.conns, c)
+		l.k.mu.Unlock()
+	}
+	return c, err
+}
+
+// kill closes every connection, as a node or apiserver that dies would.
+func (k *kubelet) kill() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, c := range k.conns {
+		c.Close()
+	}
+	k.conns = nil
+}
+
+func (k *kubelet) dialCount() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.dials
+}
+
+// ServeHTTP serves the apiserver's port-forward endpoint.
+func (k *kubelet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// /api/v1/namespaces/NS/pods/POD/portforward
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(parts) != 7 || parts[5] == "" || parts[6] != "portforward" {
+		http.NotFound(w, r)
+		return
+	}
+	pod := parts[5]
+	switch pod {
+	case "missing":
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"pods \"missing\" not found","reason":"NotFound","code":404}`)
+		return
+	case "broken":
+		http.Error(w, "etcd is on fire", http.StatusInternalServerError)
+		return
+	}
+	// httptest does not wait for handlers of hijacked connections, so the
+	// kubelet counts them itself: handlers.Add happens under mu, and only
+	// before the cleanup has marked the server closed and started waiting.
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	k.dials++
+	k.handlers.Add(1)
+	k.mu.Unlock()
+	defer k.handlers.Done()
+	portforward.ServePortForward(w, r, &forwarder{targets: k.targets}, pod, "uid-"+pod, nil, 0, 30*time.Second, portforward.SupportedProtocols)
+}
+
+// forwarder is the PortForwarder a container runtime provides: it dials the
+// port "in the pod" (a loopback target) and copies both ways, propagating
+// each direction's end as a half-close.
+type forwarder struct {
+	targets map[int32]string
+}
+
+func (f *forwarder) PortForward(ctx context.Context, name, uid string, port int32, stream io.ReadWriteCloser) error {
+	addr, ok := f.targets[port]
+	if !ok {
+		return fmt.Errorf("no target for port %d", port)
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(conn, stream)
+		conn.(*net.TCPConn).CloseWrite()
+	}()
+	io.Copy(stream, conn)
+	stream.Close() // half-close: the client sees EOF, and may still send
+	<-done
+	return nil
+}
+
+// kubeClient returns package kube's client for the server, over TLS with
+// its CA, as tunnels uses it.
+func (k *kubelet) kubeClient(t testing.TB) *kube.Client {
+	t.Helper()
+	c, err := kube.NewClient(&kube.RestConfig{Server: k.srv.URL, CAData: k.caPEM(), BearerToken: "token"}, kube.ClientOptions{})
+	if err != nil {
+		t.Fatalf("kube.NewClient: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// caPEM returns the server's certificate, its own CA, as PEM.
+func (k *kubelet) caPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.srv.Certificate().Raw})
+}
+
+// upgrader adapts *kube.Client to forward.Upgrader, as cmd/tunnels does.
+type upgrader struct{ c *kube.Client }
+
+func (u upgrader) Upgrade(ctx context.Context, method, path string, h http.Header) (net.Conn, http.Header, error) {
+	conn, err := u.c.Upgrade(ctx, method, path, h)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, conn.Header, nil
+}
+
+func (k *kubelet) upgrader(t testing.TB) forward.Upgrader { return upgrader{k.kubeClient(t)} }
+
+// dial opens a forward.Conn to pod "web".
+func (k *kubelet) dial(t testing.TB, opts forward.Options) *forward.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := forward.Dial(ctx, k.upgrader(t), "default", "web", opts)
+	if err != nil {
+		t.Fatalf("forward.Dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// tcpServer runs handle for each connection on loopback until the test
+// ends and returns its address.
+func tcpServer(t testing.TB, handle func(*net.TCPConn)) string {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { mu.Lock(); delete(conns, c); mu.Unlock(); c.Close() }()
+				handle(c.(*net.TCPConn))
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return l.Addr().String()
+}
+
+// echoServer echoes until EOF, then half-closes.
+func echoServer(t testing.TB) string {
+	return tcpServer(t, func(c *net.TCPConn) {
+		io.Copy(c, c)
+		c.CloseWrite()
+	})
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t testing.TB) string {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
