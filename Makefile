@@ -10,7 +10,7 @@ GOFLAGS   ?=
 TEST_TIMEOUT ?= 60m
 CLUSTERCTL = cd tests && $(GO) run ./cluster/clusterctl
 
-.PHONY: all build test lint unit e2e cluster-bin cluster cluster-down fuzz
+.PHONY: all build test lint unit e2e cluster-bin cluster cluster-down fuzz demo
 
 all: build
 
@@ -51,3 +51,6 @@ cluster-down:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParsePortSpec -fuzztime=30s ./config
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./config
+
+demo:
+	bash tests/cluster/demo.sh

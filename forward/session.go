@@ -283,6 +283,11 @@ func (s *Session) serveConn(ctx context.Context, conn *Conn, res resolution) (lo
 		case <-ctx.Done():
 			return false
 		case <-conn.Done():
+			if s.ctx.Err() != nil || ctx.Err() != nil {
+				// Close cancels s.ctx before it closes the connection; the
+				// context.AfterFunc that cancels ctx may not have run yet.
+				return false
+			}
 			err := conn.Err()
 			s.setState(StateRetrying, err)
 			s.log.Warn("lost connection to pod; reconnecting", "pod", s.opts.Namespace+"/"+res.pod, "err", err)

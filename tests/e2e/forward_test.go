@@ -21,12 +21,7 @@ import (
 
 // forwardProc is a running `tunnels forward` started by a test.
 type forwardProc struct {
-	t      testing.TB
-	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
-	exited chan struct{}
-	err    error
+	*proc
 	// local maps each remote port, as printed, to the local addresses.
 	local map[string][]string
 }
@@ -37,20 +32,8 @@ var forwardingFrom = regexp.MustCompile(`(?m)^Forwarding from (\S+) -> (\S+)$`)
 // until it has printed a Forwarding line for each of the wantLines.
 func startForward(t testing.TB, c *cluster.Cluster, wantLines int, args ...string) *forwardProc {
 	t.Helper()
-	p := &forwardProc{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{}), local: map[string][]string{}}
-	p.cmd = exec.Command(cluster.TunnelsBinary(t), append([]string{"forward", "--kubeconfig", c.AdminKubeconfig}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start tunnels forward: %v", err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.signal(syscall.SIGKILL)
-		<-p.exited
-		if t.Failed() {
-			t.Logf("tunnels forward stdout:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
-		}
-	})
+	p := &forwardProc{local: map[string][]string{},
+		proc: startProc(t, cluster.TunnelsBinary(t), append([]string{"forward", "--kubeconfig", c.AdminKubeconfig}, args...)...)}
 	deadline := time.After(60 * time.Second)
 	for {
 		lines := forwardingFrom.FindAllStringSubmatch(p.stdout.String(), -1)
@@ -67,14 +50,6 @@ func startForward(t testing.TB, c *cluster.Cluster, wantLines int, args ...strin
 			t.Fatalf("tunnels forward printed %d of %d Forwarding lines in 60s; stderr:\n%s", len(lines), wantLines, p.stderr.String())
 		case <-time.After(20 * time.Millisecond): // polling the output with a deadline
 		}
-	}
-}
-
-func (p *forwardProc) signal(s syscall.Signal) {
-	select {
-	case <-p.exited:
-	default:
-		_ = p.cmd.Process.Signal(s)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"syscall"
 
 	"github.com/tunnels-dev/tunnels/tests/internal/cluster"
 )
@@ -28,7 +29,7 @@ func main() {
 	if *dir == "" {
 		*dir = cluster.DefaultDir(*name)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	o := cluster.Options{Log: os.Stderr}
 	switch os.Args[1] {
@@ -50,6 +51,10 @@ func main() {
 		fmt.Printf("  stop:    make cluster-down\n")
 	case "down":
 		if err := cluster.Down(*dir, o); err != nil {
+			fail(err)
+		}
+	case "demo":
+		if err := demo(ctx, *dir); err != nil {
 			fail(err)
 		}
 	case "env":

@@ -638,3 +638,8 @@ current-context: tunnels-test-%s
 	}
 	return nil
 }
+
+// Apply applies a YAML manifest as the admin user.
+func (st *State) Apply(ctx context.Context, manifest string) error {
+	return st.kubectl(ctx, "apply", "-f", "-", manifest)
+}

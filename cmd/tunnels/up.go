@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tunnels-dev/tunnels/config"
+	"github.com/tunnels-dev/tunnels/kube"
+	"github.com/tunnels-dev/tunnels/reconcile"
+)
+
+// drainTimeout is how long open connections may run on after SIGINT/SIGTERM.
+const drainTimeout = 2 * time.Second
+
+func init() {
+	register(command{name: "up", summary: "start every tunnel in tunnels.yaml and follow edits to it", run: runUp})
+}
+
+func runUp(ctx context.Context, e *env, args []string) int {
+	flags := newFlagSet(e, "up", "up [-f FILE] [--context C] [--kubeconfig K]",
+		`Start every enabled tunnel of FILE and keep them converged on it: each save starts what
+was added, stops what was removed, restarts what changed, and leaves the rest alone.
+A save with errors changes nothing; SIGHUP reloads and retries failed tunnels now.
+On a terminal it shows a live table; otherwise it logs one line per change.`)
+	file := flags.String("f", "tunnels.yaml", "the tunnels file to run and watch")
+	kubeconfig := flags.String("kubeconfig", "", "kubeconfig file (default $KUBECONFIG, then ~/.kube/config)")
+	kctx := flags.String("context", "", "kube context for every tunnel, overriding the file")
+	output := flags.String("output", "auto", "auto (a live table on a terminal, logs otherwise), table, or log")
+	logFormat := flags.String("log-format", "text", "log format: text or json")
+	verbose := flags.Bool("v", false, "log every forwarded connection (debug)")
+	poll := flags.Bool("poll", false, "watch the file by polling instead of file notifications")
+	if code, done := parseFlags(e, flags, args); done {
+		return code
+	}
+	if flags.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "tunnels up: unexpected argument %q (the file is given with -f)\n", flags.Arg(0))
+		return exitUsage
+	}
+	table := *output == "table" || (*output == "auto" && isTerminal(e.stdout))
+	if *output != "auto" && *output != "table" && *output != "log" {
+		fmt.Fprintf(e.stderr, "tunnels up: --output must be auto, table or log, not %q\n", *output)
+		return exitUsage
+	}
+
+	// Logs go to stderr, or under the table when it is drawn.
+	var logSink io.Writer = e.stderr
+	var recent *logTail
+	if table {
+		recent = &logTail{max: 8}
+		logSink = recent
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	var handler slog.Handler = slog.NewTextHandler(logSink, &slog.HandlerOptions{Level: level})
+	if *logFormat == "json" {
+		handler = slog.NewJSONHandler(logSink, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(handler)
+
+	kc, err := kube.Load(kube.LoadOptions{Kubeconfig: *kubeconfig, Getenv: e.getenv})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
+		return exitFail
+	}
+	defaults := config.Defaults{Context: kc.CurrentContext(), Namespace: kc.Namespace, Override: *kctx}
+	parse := func(name string, data []byte) ([]config.Spec, error) {
+		f, err := config.Parse(name, data)
+		if err != nil {
+			return nil, err
+		}
+		return f.Specs(defaults), nil
+	}
+
+	state, err := reconcile.OpenState(*file)
+	if err != nil {
+		log.Warn("ignoring the remembered local ports", "err", err)
+		state, _ = reconcile.OpenState(os.DevNull) // a fresh, empty state that saves nowhere useful
+	}
+	m := newManager(managerOptions{Logger: log, Kubeconfig: kc, Getenv: e.getenv, State: state})
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{})
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	go func() {
+		for {
+			select {
+			case <-reloadCtx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				case <-reloadCtx.Done():
+					return
+				}
+			}
+		}
+	}()
+
+	var statusMu sync.Mutex
+	cfgState := configState{}
+	started := time.Now()
+	loop, err := reconcile.Open(reconcile.Options{
+		Path: *file, Parse: parse, Applier: m, Logger: log, Reload: reload, Poll: *poll,
+		OnReload: func(r reconcile.Result) {
+			statusMu.Lock()
+			defer statusMu.Unlock()
+			switch r.Status {
+			case reconcile.StatusApplied:
+				cfgState = configState{LastReload: time.Now()}
+			case reconcile.StatusRejected:
+				cfgState.Error = r.Err.Error()
+			}
+		},
+	})
+	if err != nil {
+		var problems config.Problems
+		switch {
+		case errors.As(err, &problems):
+			for _, p := range problems {
+				fmt.Fprintln(e.stderr, p.Error())
+			}
+		case errors.Is(err, fs.ErrNotExist):
+			fmt.Fprintf(e.stderr, "tunnels up: %s does not exist; create it (see examples/) or name another file with -f\n", *file)
+		default:
+			fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
+		}
+		return exitFail
+	}
+	report := func() statusReport {
+		statusMu.Lock()
+		cs := cfgState
+		statusMu.Unlock()
+		return statusReport{File: *file, PID: os.Getpid(), Started: started, Config: cs, Tunnels: m.report()}
+	}
+	ctl, err := startControl(*file, report)
+	if err != nil {
+		loop.Close()
+		fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
+		return exitFail
+	}
+
+	var uiDone chan struct{}
+	uiCtx, stopUI := context.WithCancel(ctx)
+	if table {
+		uiDone = make(chan struct{})
+		go func() {
+			defer close(uiDone)
+			drawLoop(uiCtx, e.stdout, report, recent)
+		}()
+	}
+
+	runErr := loop.Run(ctx)
+	stopUI()
+	if uiDone != nil {
+		<-uiDone
+	}
+	stopReload()
+	m.Close(drainTimeout)
+	_ = ctl.Close()
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		fmt.Fprintf(e.stderr, "tunnels up: %v\n", runErr)
+		return exitFail
+	}
+	log.Info("stopped")
+	if table {
+		fmt.Fprintln(e.stdout, "tunnels stopped")
+	}
+	return exitOK
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// drawLoop redraws the status table in place until ctx ends.
+func drawLoop(ctx context.Context, w io.Writer, report func() statusReport, recent *logTail) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var b bytes.Buffer
+		b.WriteString("\x1b[H\x1b[2J") // cursor home, clear screen
+		r := report()
+		fmt.Fprintf(&b, "tunnels up -f %s   (Ctrl-C to stop; edit the file to change tunnels)\n\n", r.File)
+		writeTable(&b, r)
+		if lines := recent.lines(); len(lines) > 0 {
+			b.WriteString("\nrecent:\n")
+			for _, l := range lines {
+				b.WriteString("  " + l + "\n")
+			}
+		}
+		_, _ = w.Write(b.Bytes())
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// logTail keeps the last log lines for the table view.
+type logTail struct {
+	max int
+
+	mu  sync.Mutex
+	buf []string
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		l.buf = append(l.buf, line)
+	}
+	if len(l.buf) > l.max {
+		l.buf = l.buf[len(l.buf)-l.max:]
+	}
+	return len(p), nil
+}
+
+func (l *logTail) lines() []string {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.buf...)
+}

@@ -1,0 +1,314 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tunnels-dev/tunnels/tests/internal/cluster"
+)
+
+// upFixture is a namespace with two echo pods, "a" and "b", each with an
+// "echo" port 80 and a second port 81 that answers too.
+type upFixture struct {
+	c  *cluster.Cluster
+	ns string
+}
+
+func newUpFixture(t testing.TB) upFixture {
+	t.Helper()
+	c := cluster.Start(t)
+	ns := c.Namespace(t)
+	for _, name := range []string{"a", "b"} {
+		echo := longEcho(t)
+		c.Pod(t, ns, name, cluster.PodOptions{
+			Labels:  map[string]string{"app": name},
+			Ports:   []corev1.ContainerPort{{Name: "echo", ContainerPort: 80}, {Name: "alt", ContainerPort: 81}},
+			Forward: map[int32]string{80: echo, 81: echo},
+		})
+	}
+	return upFixture{c: c, ns: ns}
+}
+
+func (f upFixture) yaml(tunnels string) string {
+	return fmt.Sprintf("version: 1\nnamespace: %s\ntunnels:\n%s", f.ns, tunnels)
+}
+
+// TestUpSaveStyles checks that every way editors and tools save a file is
+// seen: each save adds one tunnel, which must then accept connections.
+func TestUpSaveStyles(t *testing.T) {
+	f := newUpFixture(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tunnels.yaml")
+	body := "  t0:\n    pod: a\n    ports: [\":80\"]\n"
+	p := startUp(t, f.c, dir, f.yaml(body))
+	dialEcho(t, p.waitReady("t0", "80"), "t0")
+
+	saves := []struct {
+		name string
+		save func(data string)
+	}{
+		{"in-place write", func(data string) {
+			fh, err := os.OpenFile(file, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Same length or longer: overwrite, then extend.
+			fh.WriteAt([]byte(data), 0)
+			fh.Close()
+		}},
+		{"truncate then write", func(data string) {
+			fh, err := os.OpenFile(file, os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fh.Sync()
+			time.Sleep(30 * time.Millisecond) // an editor's pause between truncate and write; not synchronisation
+			fh.WriteString(data)
+			fh.Close()
+		}},
+		{"write temp then rename", func(data string) {
+			tmp := filepath.Join(dir, ".tunnels.yaml.swp")
+			writeFile(t, tmp, data)
+			if err := os.Rename(tmp, file); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"delete and recreate", func(data string) {
+			os.Remove(file)
+			time.Sleep(30 * time.Millisecond) // a gap between delete and create; not synchronisation
+			writeFile(t, file, data)
+		}},
+	}
+	for i, s := range saves {
+		name := fmt.Sprintf("t%d", i+1)
+		body += fmt.Sprintf("  %s:\n    pod: b\n    ports: [\":80\"]\n", name)
+		s.save(f.yaml(body))
+		addr := p.waitReady(name, "80")
+		dialEcho(t, addr, s.name)
+	}
+	p.stop()
+}
+
+// TestUpSymlinkSwap edits a file the way a Kubernetes ConfigMap mount
+// changes: the file is a symlink through ..data, which is swapped atomically.
+func TestUpSymlinkSwap(t *testing.T) {
+	f := newUpFixture(t)
+	dir := t.TempDir()
+	write := func(version, data string) {
+		vdir := filepath.Join(dir, version)
+		os.MkdirAll(vdir, 0o755)
+		writeFile(t, filepath.Join(vdir, "tunnels.yaml"), data)
+		tmp := filepath.Join(dir, "..data_tmp")
+		os.Remove(tmp)
+		if err := os.Symlink(version, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("v1", f.yaml("  one:\n    pod: a\n    ports: [\":80\"]\n"))
+	if err := os.Symlink(filepath.Join("..data", "tunnels.yaml"), filepath.Join(dir, "tunnels.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	p := startUp(t, f.c, dir, "")
+	dialEcho(t, p.waitReady("one", "80"), "one")
+	write("v2", f.yaml("  one:\n    pod: a\n    ports: [\":80\"]\n  two:\n    pod: b\n    ports: [\":80\"]\n"))
+	dialEcho(t, p.waitReady("two", "80"), "two")
+	p.stop()
+}
+
+// TestUpEditsKeepConnections opens a connection, then adds a tunnel, then
+// adds a port to the connection's own tunnel: the connection keeps moving
+// data through both edits, and an invalid save changes nothing.
+func TestUpEditsKeepConnections(t *testing.T) {
+	f := newUpFixture(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tunnels.yaml")
+	p := startUp(t, f.c, dir, f.yaml("  a:\n    pod: a\n    ports: [\":echo\"]\n"))
+	addr := p.waitReady("a", "echo")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	echoLine(t, conn, r, "before")
+	before, _ := p.status()
+	podBefore, _ := before.row("a", "echo")
+
+	// Add another tunnel.
+	writeFile(t, file, f.yaml("  a:\n    pod: a\n    ports: [\":echo\"]\n  b:\n    pod: b\n    ports: [\":80\"]\n"))
+	dialEcho(t, p.waitReady("b", "80"), "b")
+	echoLine(t, conn, r, "after adding a tunnel")
+
+	// Add a port to the connection's own tunnel.
+	writeFile(t, file, f.yaml("  a:\n    pod: a\n    ports: [\":echo\", \":alt\"]\n  b:\n    pod: b\n    ports: [\":80\"]\n"))
+	dialEcho(t, p.waitReady("a", "alt"), "alt")
+	echoLine(t, conn, r, "after adding a port")
+
+	// The first port kept its listener: same local address, and the
+	// connection above never broke.
+	d, _ := p.status()
+	rowA, _ := d.row("a", "echo")
+	if rowA.LocalPort != podBefore.LocalPort {
+		t.Errorf("port a:echo moved from %d to %d", podBefore.LocalPort, rowA.LocalPort)
+	}
+
+	// An invalid save keeps every tunnel serving and reports the problem.
+	writeFile(t, file, f.yaml("  a:\n    pod: a\n    ports: [\"70000\"]\n"))
+	d = p.waitStatus("the rejected save to be reported", func(d *statusDoc) bool { return d.Config.Error != "" })
+	if !strings.Contains(d.Config.Error, "tunnels.yaml:") || !strings.Contains(d.Config.Error, "70000") {
+		t.Errorf("config error %q does not point at the file and the bad spec", d.Config.Error)
+	}
+	if len(d.Tunnels) != 3 {
+		t.Errorf("after an invalid save: %d ports running, want 3", len(d.Tunnels))
+	}
+	echoLine(t, conn, r, "after an invalid save")
+	rowB, _ := d.row("b", "80")
+	dialEcho(t, rowB.Local[0], "b still serves")
+	p.stop()
+}
+
+// TestUpRemoveFreesPort removes a tunnel and checks its port is free again
+// within a second, while the other tunnel keeps serving.
+func TestUpRemoveFreesPort(t *testing.T) {
+	f := newUpFixture(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tunnels.yaml")
+	port := freeLocalPort(t)
+	p := startUp(t, f.c, dir, f.yaml(fmt.Sprintf("  a:\n    pod: a\n    ports: [\"%d:80\"]\n  b:\n    pod: b\n    ports: [\":80\"]\n", port)))
+	p.waitReady("a", "80")
+	bAddr := p.waitReady("b", "80")
+	writeFile(t, file, f.yaml("  b:\n    pod: b\n    ports: [\":80\"]\n"))
+	saved := time.Now()
+	var l net.Listener
+	var err error
+	for time.Since(saved) < time.Second {
+		if l, err = net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	}
+	if err != nil {
+		t.Fatalf("port %d still in use 1s after its tunnel was removed: %v", port, err)
+	}
+	l.Close()
+	dialEcho(t, bAddr, "b")
+	p.stop()
+}
+
+// TestUpPortInUseAndSIGHUP: a tunnel whose port is taken fails alone and is
+// retried; SIGHUP retries at once once the port is free.
+func TestUpPortInUseAndSIGHUP(t *testing.T) {
+	f := newUpFixture(t)
+	dir := t.TempDir()
+	busy, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := busy.Addr().(*net.TCPAddr).Port
+	p := startUp(t, f.c, dir, f.yaml(fmt.Sprintf(
+		"  busy:\n    pod: a\n    address: 127.0.0.1\n    ports: [\"%d:80\"]\n  ok:\n    pod: b\n    ports: [\":80\"]\n", port)))
+	dialEcho(t, p.waitReady("ok", "80"), "ok")
+	d := p.waitStatus("the busy tunnel to report its error", func(d *statusDoc) bool {
+		r, ok := d.row("busy", "80")
+		return ok && r.LastError != ""
+	})
+	r, _ := d.row("busy", "80")
+	if r.State == "ready" || !strings.Contains(r.LastError, "address already in use") {
+		t.Errorf("busy tunnel: state %q, error %q; want not ready, 'address already in use'", r.State, r.LastError)
+	}
+	busy.Close()
+	p.signal(syscall.SIGHUP)
+	addr := p.waitReady("busy", "80")
+	dialEcho(t, addr, "busy is free now")
+	p.stop()
+}
+
+// TestUpHundredTunnels starts 100 tunnels and checks every one listens and
+// forwards, and that the status matches what is bound.
+func TestUpHundredTunnels(t *testing.T) {
+	f := newUpFixture(t)
+	dir := t.TempDir()
+	var b strings.Builder
+	for i := 0; i < 100; i++ {
+		pod := []string{"a", "b"}[i%2]
+		fmt.Fprintf(&b, "  t%03d:\n    pod: %s\n    ports: [\":80\"]\n", i, pod)
+	}
+	p := startUp(t, f.c, dir, f.yaml(b.String()))
+	d := p.waitStatus("100 tunnels ready", func(d *statusDoc) bool {
+		if len(d.Tunnels) != 100 {
+			return false
+		}
+		for _, r := range d.Tunnels {
+			if r.State != "ready" {
+				return false
+			}
+		}
+		return true
+	})
+	seen := map[string]bool{}
+	for _, r := range d.Tunnels {
+		if seen[r.Local[0]] {
+			t.Fatalf("two tunnels report %s", r.Local[0])
+		}
+		seen[r.Local[0]] = true
+		conn, err := net.DialTimeout("tcp", r.Local[0], 5*time.Second)
+		if err != nil {
+			t.Fatalf("tunnel %s: status says %s but dial fails: %v", r.Tunnel, r.Local[0], err)
+		}
+		conn.Close()
+	}
+	// Status matches reality: one more round trip shows up in the counters.
+	r := d.Tunnels[0]
+	dialEcho(t, r.Local[0], "count me")
+	d = p.waitStatus("counters to move", func(d *statusDoc) bool {
+		got, _ := d.row(r.Tunnel, r.Remote)
+		return got.Total >= r.Total+1 && got.BytesOut > r.BytesOut && got.BytesIn > r.BytesIn
+	})
+	p.stop()
+}
+
+// TestUpRandomPortRemembered: a free-port spec keeps its chosen port across
+// a reload that leaves it unchanged and across a restart of tunnels up, and
+// `tunnels port` prints it for scripts.
+func TestUpRandomPortRemembered(t *testing.T) {
+	f := newUpFixture(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tunnels.yaml")
+	p := startUp(t, f.c, dir, f.yaml("  a:\n    pod: a\n    ports: [\":80\"]\n"))
+	first := p.waitReady("a", "80")
+
+	out, err := exec.Command(p.bin, "port", "-f", file, "a", "80").Output()
+	if err != nil {
+		t.Fatalf("tunnels port: %v", err)
+	}
+	if lines := strings.Fields(string(out)); len(lines) == 0 || lines[0] != first {
+		t.Errorf("tunnels port a 80 = %q, want first line %s", out, first)
+	}
+
+	writeFile(t, file, f.yaml("  a:\n    pod: a\n    ports: [\":80\"]\n  b:\n    pod: b\n    ports: [\":80\"]\n"))
+	p.waitReady("b", "80")
+	if again := p.waitReady("a", "80"); again != first {
+		t.Errorf("after a reload a:80 moved from %s to %s", first, again)
+	}
+	p.stop()
+
+	p2 := startUp(t, f.c, dir, "")
+	if again := p2.waitReady("a", "80"); again != first {
+		t.Errorf("after a restart a:80 moved from %s to %s", first, again)
+	}
+	dialEcho(t, first, "remembered")
+	p2.stop()
+}
