@@ -312,3 +312,34 @@ func TestUpRandomPortRemembered(t *testing.T) {
 	dialEcho(t, first, "remembered")
 	p2.stop()
 }
+
+// TestUpMissingPodRecovers: a tunnel whose pod does not exist yet fails
+// alone, shows why, and starts forwarding once the pod appears, while the
+// other tunnel serves throughout.
+func TestUpMissingPodRecovers(t *testing.T) {
+	f := newUpFixture(t)
+	dir := t.TempDir()
+	p := startUp(t, f.c, dir, f.yaml("  late:\n    pod: late\n    ports: [\":80\"]\n  ok:\n    pod: a\n    ports: [\":80\"]\n"))
+	okAddr := p.waitReady("ok", "80")
+	d := p.waitStatus("the missing pod to be reported", func(d *statusDoc) bool {
+		r, ok := d.row("late", "80")
+		return ok && r.LastError != ""
+	})
+	r, _ := d.row("late", "80")
+	if r.State != "retrying" || !strings.Contains(r.LastError, "late") || !strings.Contains(r.LastError, f.ns) {
+		t.Errorf("late tunnel: state %q, error %q; want retrying with an error naming the pod and namespace", r.State, r.LastError)
+	}
+	// Its listener is bound all the same, so clients can connect early.
+	if len(r.Local) == 0 {
+		t.Errorf("late tunnel has no bound address while its pod is missing")
+	}
+	dialEcho(t, okAddr, "ok while late is missing")
+
+	f.c.Pod(t, f.ns, "late", cluster.PodOptions{
+		Ports:   []corev1.ContainerPort{{Name: "echo", ContainerPort: 80}},
+		Forward: map[int32]string{80: longEcho(t)},
+	})
+	p.signal(syscall.SIGHUP) // retry now rather than after the backoff
+	dialEcho(t, p.waitReady("late", "80"), "late is here")
+	p.stop()
+}
