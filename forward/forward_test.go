@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tunnels-dev/tunnels/internal/leakcheck"
+	"github.com/tunnels-dev/tunnels/internal/testnet"
 )
 
 // dialFake dials the fake kubelet's pod "web".
@@ -83,38 +84,17 @@ func randomBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-// echoRoundTrip sends data, half-closes, and checks the echo and the EOF.
-func echoRoundTrip(t *testing.T, client *net.TCPConn, data []byte) error {
-	client.SetDeadline(time.Now().Add(20 * time.Second))
-	werr := make(chan error, 1)
-	go func() {
-		_, err := client.Write(data)
-		if err == nil {
-			err = client.CloseWrite()
-		}
-		werr <- err
-	}()
-	got, err := io.ReadAll(client)
-	if err != nil {
-		return fmt.Errorf("read echo: %w", err)
-	}
-	if err := <-werr; err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	if !bytes.Equal(got, data) {
-		return fmt.Errorf("echo differs: got %d bytes, want %d", len(got), len(data))
-	}
-	return nil
-}
+// echoTimeout bounds one echo round trip through a forward.
+const echoTimeout = 20 * time.Second
 
 func TestForwardEcho(t *testing.T) {
 	leakcheck.Check(t)
-	k := newFakeKubelet(t, map[int]string{80: echoServer(t)})
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	c := dialFake(t, k, Options{})
 	for _, size := range []int{0, 1, 100 << 10, 4 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			client, done := startForward(t, c, 80)
-			if err := echoRoundTrip(t, client, randomBytes(t, size)); err != nil {
+			if err := testnet.RoundTrip(client, randomBytes(t, size), echoTimeout); err != nil {
 				t.Fatal(err)
 			}
 			if err := waitResult(t, done); err != nil {
@@ -136,9 +116,9 @@ func TestForwardEcho(t *testing.T) {
 func TestForwardServerClosesFirst(t *testing.T) {
 	leakcheck.Check(t)
 	received := make(chan []byte, 1)
-	target := tcpServer(t, func(c net.Conn) {
+	target := testnet.Serve(t, func(c *net.TCPConn) {
 		c.Write([]byte("hello"))
-		c.(*net.TCPConn).CloseWrite()
+		c.CloseWrite()
 		b, _ := io.ReadAll(c)
 		received <- b
 	})
@@ -173,7 +153,7 @@ func TestForwardServerClosesFirst(t *testing.T) {
 func TestForwardClientClosesFirst(t *testing.T) {
 	leakcheck.Check(t)
 	// The target reads to EOF, then answers and closes.
-	target := tcpServer(t, func(c net.Conn) {
+	target := testnet.Serve(t, func(c *net.TCPConn) {
 		b, _ := io.ReadAll(c)
 		fmt.Fprintf(c, "got %d bytes", len(b))
 	})
@@ -194,7 +174,7 @@ func TestForwardClientClosesFirst(t *testing.T) {
 
 func TestForwardRefusedPortFailsOnlyThatConnection(t *testing.T) {
 	leakcheck.Check(t)
-	k := newFakeKubelet(t, map[int]string{80: echoServer(t), 81: closedPort(t)})
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t), 81: testnet.ClosedPort(t)})
 	c := dialFake(t, k, Options{})
 
 	// A connection on port 80 that stays open across the failure.
@@ -228,7 +208,7 @@ func TestForwardRefusedPortFailsOnlyThatConnection(t *testing.T) {
 		t.Fatalf("Conn failed with its connection: %v", c.Err())
 	}
 	fresh, freshDone := startForward(t, c, 80)
-	if err := echoRoundTrip(t, fresh, []byte("fresh")); err != nil {
+	if err := testnet.RoundTrip(fresh, []byte("fresh"), echoTimeout); err != nil {
 		t.Fatal(err)
 	}
 	if err := waitResult(t, freshDone); err != nil {
@@ -246,7 +226,7 @@ func TestForwardRefusedPortFailsOnlyThatConnection(t *testing.T) {
 
 func TestForwardConcurrent(t *testing.T) {
 	leakcheck.Check(t)
-	k := newFakeKubelet(t, map[int]string{80: echoServer(t)})
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	c := dialFake(t, k, Options{})
 	const n = 50
 	var wg sync.WaitGroup
@@ -257,7 +237,7 @@ func TestForwardConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			data := bytes.Repeat([]byte{byte(i)}, 64<<10+i)
-			if err := echoRoundTrip(t, client, data); err != nil {
+			if err := testnet.RoundTrip(client, data, echoTimeout); err != nil {
 				errs <- fmt.Errorf("connection %d: %w", i, err)
 			}
 			errs <- <-done
@@ -275,11 +255,11 @@ func TestForwardConcurrent(t *testing.T) {
 func TestForwardStalledReaderDoesNotStallOthers(t *testing.T) {
 	leakcheck.Check(t)
 	const blast = 600 << 10 // under the 1 MiB stream buffer
-	blaster := tcpServer(t, func(c net.Conn) {
+	blaster := testnet.Serve(t, func(c *net.TCPConn) {
 		c.Write(make([]byte, blast))
 		io.Copy(io.Discard, c)
 	})
-	k := newFakeKubelet(t, map[int]string{80: echoServer(t), 82: blaster})
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t), 82: blaster})
 	c := dialFake(t, k, Options{})
 
 	// A local connection that reads nothing: net.Pipe has no buffer at all.
@@ -300,7 +280,7 @@ func TestForwardStalledReaderDoesNotStallOthers(t *testing.T) {
 	// them shares the stalled stream's.
 	for i := range 5 {
 		client, done := startForward(t, c, 80)
-		if err := echoRoundTrip(t, client, randomBytes(t, 256<<10)); err != nil {
+		if err := testnet.RoundTrip(client, randomBytes(t, 256<<10), echoTimeout); err != nil {
 			t.Fatalf("connection %d beside a stalled one: %v", i, err)
 		}
 		if err := waitResult(t, done); err != nil {
@@ -349,7 +329,7 @@ func TestDialErrors(t *testing.T) {
 
 func TestConnLostWhenServerCloses(t *testing.T) {
 	leakcheck.Check(t)
-	k := newFakeKubelet(t, map[int]string{80: echoServer(t)})
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	c := dialFake(t, k, Options{})
 	client, done := startForward(t, c, 80)
 	if _, err := client.Write([]byte("x")); err != nil {
@@ -407,7 +387,7 @@ func newFreezer(t *testing.T, backend string) *freezer {
 			}
 		}
 	}
-	f.addr = tcpServer(t, func(c net.Conn) {
+	f.addr = testnet.Serve(t, func(c *net.TCPConn) {
 		b, err := net.Dial("tcp", backend)
 		if err != nil {
 			return
@@ -458,7 +438,7 @@ func TestConnLostWhenPingsGoUnanswered(t *testing.T) {
 
 func TestCloseIsBoundedWhenPeerStopsReading(t *testing.T) {
 	leakcheck.Check(t)
-	sink := tcpServer(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	sink := testnet.Serve(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
 	k := newFakeKubelet(t, map[int]string{80: sink})
 	f := newFreezer(t, k.srv.Listener.Addr().String())
 	c, err := Dial(t.Context(), testUpgrader{addr: f.addr}, "default", "web", Options{PingInterval: -1, CloseTimeout: 300 * time.Millisecond})
@@ -513,7 +493,7 @@ func TestStreamCreationTimeout(t *testing.T) {
 
 func TestForwardCanceled(t *testing.T) {
 	leakcheck.Check(t)
-	k := newFakeKubelet(t, map[int]string{80: echoServer(t)})
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	c := dialFake(t, k, Options{})
 	client, server := tcpPair(t)
 	ctx, cancel := context.WithCancel(t.Context())

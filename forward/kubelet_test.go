@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/moby/spdystream"
+
+	"github.com/tunnels-dev/tunnels/internal/testnet"
 )
 
 // fakeKubelet is a port-forward server for the tests of this package: it
@@ -27,45 +29,31 @@ type fakeKubelet struct {
 	srv     *httptest.Server
 	targets map[int]string // remote port → loopback address
 
-	mu    sync.Mutex
-	conns []net.Conn // hijacked connections, for kill
-	dials int        // upgrades served
+	conns    testnet.Conns    // hijacked connections, for kill
+	handlers testnet.Handlers // upgrades served, whose goroutines httptest does not wait for
+
+	mu sync.Mutex
 	// noReply makes the server never answer streams (for timeouts).
 	noReply bool
-	closed  bool // the test is over: no new goroutines
-
-	wg sync.WaitGroup
 }
 
 func newFakeKubelet(t testing.TB, targets map[int]string) *fakeKubelet {
 	k := &fakeKubelet{t: t, targets: targets}
 	k.srv = httptest.NewServer(k)
 	t.Cleanup(func() {
-		k.mu.Lock()
-		k.closed = true
-		k.mu.Unlock()
+		k.handlers.Stop()
 		k.srv.Close()
-		k.kill()
-		k.wg.Wait()
+		k.conns.Close()
+		k.handlers.Wait()
 	})
 	return k
 }
 
 // kill closes every upgraded connection, as a dying node or proxy would.
-func (k *fakeKubelet) kill() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for _, c := range k.conns {
-		c.Close()
-	}
-	k.conns = nil
-}
+func (k *fakeKubelet) kill() { k.conns.CloseAll() }
 
-func (k *fakeKubelet) dialCount() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.dials
-}
+// dialCount returns how many upgrades the fake has served.
+func (k *fakeKubelet) dialCount() int { return k.handlers.Started() }
 
 // ServeHTTP serves the port-forward endpoint.
 func (k *fakeKubelet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -96,29 +84,26 @@ func (k *fakeKubelet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// httptest forgets hijacked connections, so the fake waits for their
-	// goroutines itself; wg.Add happens under mu, and only before the
-	// cleanup has marked the fake closed and started waiting.
-	k.mu.Lock()
-	if k.closed {
-		k.mu.Unlock()
+	// goroutines itself, and closes them (even one added after the
+	// cleanup's Conns.Close) so that they end.
+	if !k.handlers.Start() {
 		conn.Close()
 		return
 	}
-	k.conns = append(k.conns, conn)
-	k.dials++
+	k.conns.Add(conn)
+	k.mu.Lock()
 	noReply := k.noReply
-	k.wg.Add(1)
 	k.mu.Unlock()
 
 	sc, err := spdystream.NewConnection(&bufferedConn{Conn: conn, r: brw.Reader}, true)
 	if err != nil {
 		conn.Close()
-		k.wg.Done()
+		k.handlers.Done()
 		return
 	}
 	h := &fakeHandler{k: k, conn: sc, pairs: map[string]*fakePair{}}
 	go func() {
-		defer k.wg.Done()
+		defer k.handlers.Done()
 		sc.Serve(func(s *spdystream.Stream) {
 			if noReply {
 				// Never reply, but take the client's reset, which

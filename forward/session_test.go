@@ -12,6 +12,8 @@ import (
 
 	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/internal/leakcheck"
+	"github.com/tunnels-dev/tunnels/internal/testnet"
+	"github.com/tunnels-dev/tunnels/internal/testrun"
 )
 
 // fakeResolver resolves to pod "web"; the port named http is 80.
@@ -67,20 +69,7 @@ func (r *fakeResolver) count() int {
 func runSession(t *testing.T, opts SessionOptions) *Session {
 	t.Helper()
 	s := NewSession(opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return within 5s of cancel")
-		}
-	})
+	testrun.Background(t, s.Run)
 	return s
 }
 
@@ -107,19 +96,15 @@ func addPort(t *testing.T, s *Session, remote config.RemotePort) *Port {
 	return p
 }
 
+// dialPort connects to p's listener until the test ends.
 func dialPort(t *testing.T, p *Port) *net.TCPConn {
 	t.Helper()
-	c, err := net.Dial("tcp4", p.Listener().Addrs()[0].String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c.(*net.TCPConn)
+	return testnet.Dial(t, p.Listener().Addrs()[0].String())
 }
 
 func checkEcho(t *testing.T, p *Port, msg string) {
 	t.Helper()
-	if err := echoRoundTrip(t, dialPort(t, p), []byte(msg)); err != nil {
+	if err := testnet.RoundTrip(dialPort(t, p), []byte(msg), echoTimeout); err != nil {
 		t.Fatalf("through local port %d: %v", p.Listener().Port(), err)
 	}
 }
@@ -138,7 +123,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func TestSessionPortsShareOneConnection(t *testing.T) {
 	leakcheck.Check(t)
-	k := newFakeKubelet(t, map[int]string{80: echoServer(t), 81: echoServer(t)})
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t), 81: testnet.Echo(t)})
 	r := &fakeResolver{}
 	s := runSession(t, sessionOptions(k, r))
 	p80 := addPort(t, s, config.RemotePort{Name: "http"})
@@ -181,7 +166,7 @@ func TestSessionPortsShareOneConnection(t *testing.T) {
 
 func TestSessionRedialsAfterLoss(t *testing.T) {
 	leakcheck.Check(t)
-	k := newFakeKubelet(t, map[int]string{80: echoServer(t)})
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	r := &fakeResolver{}
 	s := runSession(t, sessionOptions(k, r))
 	p := addPort(t, s, config.RemotePort{Number: 80})
@@ -197,7 +182,7 @@ func TestSessionRedialsAfterLoss(t *testing.T) {
 	}
 	waiting := dialPort(t, p)
 	result := make(chan error, 1)
-	go func() { result <- echoRoundTrip(t, waiting, []byte("waited")) }()
+	go func() { result <- testnet.RoundTrip(waiting, []byte("waited"), echoTimeout) }()
 	close(gate)
 	select {
 	case err := <-result:
@@ -246,7 +231,7 @@ func TestSessionFailFast(t *testing.T) {
 
 func TestSessionPermanentFailureWaitsForRefresh(t *testing.T) {
 	leakcheck.Check(t)
-	k := newFakeKubelet(t, map[int]string{80: echoServer(t)})
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	forbidden := errors.New("forbidden")
 	r := &fakeResolver{err: forbidden}
 	opts := sessionOptions(k, r)
@@ -276,7 +261,7 @@ func TestSessionPermanentFailureWaitsForRefresh(t *testing.T) {
 func TestSessionRedialsWhenPodIsGone(t *testing.T) {
 	leakcheck.Check(t)
 	k := newFakeKubelet(t, map[int]string{
-		80: echoServer(t),
+		80: testnet.Echo(t),
 		81: `msg:failed to find sandbox "abc" in store: not found`,
 	})
 	r := &fakeResolver{}
@@ -297,7 +282,7 @@ func TestSessionRedialsWhenPodIsGone(t *testing.T) {
 
 func TestSessionCloseEndsEverything(t *testing.T) {
 	leakcheck.Check(t)
-	k := newFakeKubelet(t, map[int]string{80: echoServer(t)})
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	r := &fakeResolver{}
 	s := NewSession(sessionOptions(k, r))
 	p := addPort(t, s, config.RemotePort{Number: 80})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tunnels-dev/tunnels/internal/leakcheck"
+	"github.com/tunnels-dev/tunnels/internal/testpki"
 )
 
 // headerRecorder remembers the headers of the requests a fakeAPI saw.
@@ -48,7 +49,7 @@ func TestStaticCredentials(t *testing.T) {
 	f.addPod(mkPod("dev", "web-1", nil))
 	rec := &headerRecorder{}
 	f.auth = rec.record
-	cert, key := f.pki.issue(t, "alice", false)
+	cert, key := f.pki.ClientCert(t, "alice")
 
 	tests := []struct {
 		name   string
@@ -199,8 +200,7 @@ func TestStatusErrors(t *testing.T) {
 // printed configs, logs or errors.
 func TestNoSecretsInOutput(t *testing.T) {
 	leakcheck.Check(t)
-	pki := newPKI(t)
-	cert, key := pki.issue(t, "alice", false)
+	cert, key := testpki.New(t).ClientCert(t, "alice")
 	secrets := []string{"tok-SECRET-1", "pw-SECRET-2", "env-SECRET-3", "proxy-SECRET-4", string(key), strings.Split(string(key), "\n")[1]}
 	rc := &RestConfig{
 		Context: "c", Server: "https://127.0.0.1:1", User: "u",

@@ -255,7 +255,7 @@ func TestExecClusterInfoAndEnv(t *testing.T) {
 	ca, _ := base64.StdEncoding.DecodeString(info.Spec.Cluster.CertificateAuthorityData)
 	if info.Kind != "ExecCredential" || info.APIVersion != execV1 || info.Spec.Interactive ||
 		info.Spec.Cluster.Server != f.srv.URL || info.Spec.Cluster.TLSServerName != "localhost" ||
-		string(ca) != string(f.pki.caPEM) || string(info.Spec.Cluster.Config) != `{"audience":"k8s"}` {
+		string(ca) != string(f.pki.PEM) || string(info.Spec.Cluster.Config) != `{"audience":"k8s"}` {
 		t.Errorf("KUBERNETES_EXEC_INFO = %s", b)
 	}
 }
@@ -319,7 +319,7 @@ func TestExecClientCertificate(t *testing.T) {
 		return 0
 	}
 	dir := t.TempDir()
-	cert, key := f.pki.issue(t, "exec-user", false)
+	cert, key := f.pki.ClientCert(t, "exec-user")
 	writeFile(t, filepath.Join(dir, "cert"), string(cert))
 	writeFile(t, filepath.Join(dir, "key"), string(key))
 	c := f.client(t, execConfig(f, pluginExec(t, dir)))

@@ -8,12 +8,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tunnels-dev/tunnels/internal/testpki"
 )
 
 // fakeAPI is a tiny API server serving canned objects over TLS.
 type fakeAPI struct {
 	t   testing.TB
-	pki *testPKI
+	pki *testpki.CA
 	srv *httptest.Server
 
 	// auth, if set, returns the status to answer instead of serving (0 to
@@ -33,14 +35,14 @@ func newFakeAPI(t testing.TB) *fakeAPI { return newFakeAPIHosts(t) }
 
 // newFakeAPIHosts is newFakeAPI with a certificate valid for extra hosts too.
 func newFakeAPIHosts(t testing.TB, hosts ...string) *fakeAPI {
-	f := &fakeAPI{t: t, pki: newPKI(t), services: map[string]*Service{}, workloads: map[string]*Workload{}, watch: make(chan rawEvent)}
-	f.srv = newTLSServer(t, f.pki, http.HandlerFunc(f.serve), hosts...)
+	f := &fakeAPI{t: t, pki: testpki.New(t), services: map[string]*Service{}, workloads: map[string]*Workload{}, watch: make(chan rawEvent)}
+	f.srv = f.pki.StartServer(t, http.HandlerFunc(f.serve), append([]string{"127.0.0.1", "localhost"}, hosts...)...)
 	return f
 }
 
 // config returns a RestConfig for the fake server with a token.
 func (f *fakeAPI) config() *RestConfig {
-	return &RestConfig{Context: "test-ctx", User: "test-user", Namespace: "default", Server: f.srv.URL, CAData: f.pki.caPEM, BearerToken: "secret-token"}
+	return &RestConfig{Context: "test-ctx", User: "test-user", Namespace: "default", Server: f.srv.URL, CAData: f.pki.PEM, BearerToken: "secret-token"}
 }
 
 func (f *fakeAPI) client(t testing.TB, rc *RestConfig) *Client {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tunnels-dev/tunnels/internal/leakcheck"
+	"github.com/tunnels-dev/tunnels/internal/testpki"
 )
 
 // upgradeHandler answers 101 and, in the same write, the greeting; then it
@@ -40,13 +41,13 @@ func upgradeHandler(t *testing.T, greeting string, check func(r *http.Request) i
 
 func TestUpgrade(t *testing.T) {
 	leakcheck.Check(t)
-	pki := newPKI(t)
+	pki := testpki.New(t)
 	gotReq := make(chan *http.Request, 1)
-	srv := newTLSServer(t, pki, upgradeHandler(t, "HELLO", func(r *http.Request) int {
+	srv := pki.StartServer(t, upgradeHandler(t, "HELLO", func(r *http.Request) int {
 		gotReq <- r
 		return 0
-	}))
-	c, err := NewClient(&RestConfig{Server: srv.URL + "/prefix/", CAData: pki.caPEM, BearerToken: "secret-token", Impersonate: "alice", ImpersonateGroups: []string{"g1", "g2"}}, ClientOptions{})
+	}), "127.0.0.1", "localhost")
+	c, err := NewClient(&RestConfig{Server: srv.URL + "/prefix/", CAData: pki.PEM, BearerToken: "secret-token", Impersonate: "alice", ImpersonateGroups: []string{"g1", "g2"}}, ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,9 +110,9 @@ func TestUpgrade(t *testing.T) {
 
 func TestUpgradeRefused(t *testing.T) {
 	leakcheck.Check(t)
-	pki := newPKI(t)
-	srv := newTLSServer(t, pki, upgradeHandler(t, "", func(r *http.Request) int { return http.StatusForbidden }))
-	c, err := NewClient(&RestConfig{Context: "kind-dev", User: "limited", Server: srv.URL, CAData: pki.caPEM, BearerToken: "secret-token"}, ClientOptions{})
+	pki := testpki.New(t)
+	srv := pki.StartServer(t, upgradeHandler(t, "", func(r *http.Request) int { return http.StatusForbidden }), "127.0.0.1", "localhost")
+	c, err := NewClient(&RestConfig{Context: "kind-dev", User: "limited", Server: srv.URL, CAData: pki.PEM, BearerToken: "secret-token"}, ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

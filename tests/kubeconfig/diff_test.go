@@ -32,6 +32,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tunnels-dev/tunnels/internal/testpki"
+	"github.com/tunnels-dev/tunnels/internal/testproxy"
 	"github.com/tunnels-dev/tunnels/kube"
 )
 
@@ -85,31 +87,31 @@ type tmplData struct {
 }
 
 type env struct {
-	pki     *testPKI
+	pki     *testpki.CA
 	rec     *recorder
 	data    tmplData
-	proxies map[string]*testProxy
+	proxies map[string]*testproxy.Proxy
 	files   map[string][]byte // pki files, by name
 }
 
 func setup(t *testing.T) *env {
-	e := &env{pki: newPKI(t), rec: newRecorder(), proxies: map[string]*testProxy{}, files: map[string][]byte{}}
-	main := startServer(t, e.pki, e.rec, "127.0.0.1", "localhost", "kube.proxied.test")
-	named := startServer(t, e.pki, e.rec, "kube.internal")
+	e := &env{pki: testpki.New(t), rec: newRecorder(), proxies: map[string]*testproxy.Proxy{}, files: map[string][]byte{}}
+	main := e.pki.StartServer(t, e.rec, "127.0.0.1", "localhost", "kube.proxied.test")
+	named := e.pki.StartServer(t, e.rec, "kube.internal")
 	plain := httptest.NewServer(e.rec)
 	t.Cleanup(plain.Close)
 	_, port, _ := net.SplitHostPort(main.Listener.Addr().String())
 
-	e.files["ca.crt"] = e.pki.caPEM
-	ac, ak := e.pki.issue(t, "alice", false)
-	bc, bk := e.pki.issue(t, "bob", false)
+	e.files["ca.crt"] = e.pki.PEM
+	ac, ak := e.pki.ClientCert(t, "alice")
+	bc, bk := e.pki.ClientCert(t, "bob")
 	e.files["alice.crt"], e.files["alice.key"] = ac, ak
 	e.files["bob.crt"], e.files["bob.key"] = bc, bk
 
-	proxyCert := e.pki.serverTLS(t, "127.0.0.1")
-	e.proxies["http"] = startProxy(t, false, nil)
-	e.proxies["https"] = startProxy(t, false, &tls.Config{Certificates: []tls.Certificate{proxyCert}})
-	e.proxies["socks5"] = startProxy(t, true, nil)
+	proxyCert := e.pki.ServerTLS(t, "127.0.0.1")
+	e.proxies["http"] = testproxy.Start(t, testproxy.Options{})
+	e.proxies["https"] = testproxy.Start(t, testproxy.Options{TLS: &tls.Config{Certificates: []tls.Certificate{proxyCert}}})
+	e.proxies["socks5"] = testproxy.Start(t, testproxy.Options{SOCKS5: true})
 
 	b64 := base64.StdEncoding.EncodeToString
 	e.data = tmplData{
@@ -118,13 +120,13 @@ func setup(t *testing.T) *env {
 		HTTPServer:    plain.URL,
 		Port:          port,
 		HTTPHostPort:  plain.Listener.Addr().String(),
-		CAData:        b64(e.pki.caPEM),
+		CAData:        b64(e.pki.PEM),
 		AliceCertData: b64(ac),
 		AliceKeyData:  b64(ak),
 		Plugin:        pluginPath,
-		ProxyHTTP:     "http://" + e.proxies["http"].addr(),
-		ProxyHTTPS:    "https://" + e.proxies["https"].addr(),
-		ProxySOCKS:    "socks5://" + e.proxies["socks5"].addr(),
+		ProxyHTTP:     e.proxies["http"].URL(),
+		ProxyHTTPS:    e.proxies["https"].URL(),
+		ProxySOCKS:    e.proxies["socks5"].URL(),
 	}
 	return e
 }
@@ -356,9 +358,9 @@ func compareConfig(t *testing.T, cc clientcmd.ClientConfig, theirs *rest.Config,
 // KUBERNETES_EXEC_INFO they got is compared too.
 func (e *env) compareWire(t *testing.T, theirs *rest.Config, ours *kube.RestConfig, data tmplData, spec caseSpec) {
 	e.rec.reset()
-	var before int32
+	var before int
 	if spec.Proxy != "" {
-		before = e.proxies[spec.Proxy].tunnels.Load()
+		before = e.proxies[spec.Proxy].Tunnels()
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -423,7 +425,7 @@ func (e *env) compareWire(t *testing.T, theirs *rest.Config, ours *kube.RestConf
 		}
 	}
 	if spec.Proxy != "" {
-		if n := e.proxies[spec.Proxy].tunnels.Load() - before; n < 2 {
+		if n := e.proxies[spec.Proxy].Tunnels() - before; n < 2 {
 			t.Errorf("%s proxy carried %d connections, want one per client", spec.Proxy, n)
 		}
 	}

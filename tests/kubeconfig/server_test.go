@@ -2,15 +2,12 @@ package kubeconfig
 
 import (
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // seen is what a request carried that authenticates or impersonates.
@@ -72,20 +69,4 @@ func (r *recorder) reset() {
 	r.mu.Lock()
 	r.last = map[string]seen{}
 	r.mu.Unlock()
-}
-
-// startServer starts a TLS API server with a certificate for hosts that
-// verifies client certificates from pki when given.
-func startServer(t *testing.T, pki *testPKI, h http.Handler, hosts ...string) *httptest.Server {
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
-	srv.TLS = &tls.Config{
-		Certificates: []tls.Certificate{pki.serverTLS(t, hosts...)},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    pki.pool(),
-		NextProtos:   []string{"h2", "http/1.1"},
-	}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv
 }

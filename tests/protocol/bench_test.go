@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
+
+	"github.com/tunnels-dev/tunnels/internal/testnet"
 )
 
 // The benchmarks compare tunnels with client-go's port-forward (what
@@ -28,17 +30,17 @@ type benchEnv struct {
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
-	source := tcpServer(b, func(c *net.TCPConn) {
+	source := testnet.Serve(b, func(c *net.TCPConn) {
 		io.Copy(c, io.LimitReader(zeros{}, benchTransfer))
 		c.CloseWrite()
 		io.Copy(io.Discard, c)
 	})
-	sink := tcpServer(b, func(c *net.TCPConn) {
+	sink := testnet.Serve(b, func(c *net.TCPConn) {
 		io.Copy(io.Discard, c)
 		c.Write([]byte("k"))
 		c.CloseWrite()
 	})
-	k := newKubelet(b, map[int32]string{80: source, 81: sink, 82: echoServer(b)})
+	k := newKubelet(b, map[int32]string{80: source, 81: sink, 82: testnet.Echo(b)})
 	env := &benchEnv{ours: map[int]string{}, theirs: map[int]string{}}
 
 	// tunnels: one session, a port per remote.

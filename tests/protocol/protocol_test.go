@@ -16,6 +16,8 @@ import (
 
 	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/forward"
+	"github.com/tunnels-dev/tunnels/internal/testnet"
+	"github.com/tunnels-dev/tunnels/internal/testrun"
 	"github.com/tunnels-dev/tunnels/kube"
 )
 
@@ -53,57 +55,19 @@ func startSession(t testing.TB, k *kubelet, remotes ...int) *session {
 		}
 		ss.ports[r] = p
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return within 5s")
-		}
-	})
+	testrun.Background(t, s.Run)
 	return ss
 }
 
 // dial connects to the local port forwarding to remote.
 func (ss *session) dial(t testing.TB, remote int) *net.TCPConn {
 	t.Helper()
-	c, err := net.Dial("tcp4", ss.ports[remote].Listener().Addrs()[0].String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c.(*net.TCPConn)
+	return testnet.Dial(t, ss.ports[remote].Listener().Addrs()[0].String())
 }
 
-// echo sends data, half-closes, and checks that exactly data comes back.
-func echo(c *net.TCPConn, data []byte) error {
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.CloseWrite()
-		}
-		werr <- err
-	}()
-	got, err := io.ReadAll(c)
-	if err != nil {
-		return fmt.Errorf("read: %w", err)
-	}
-	if err := <-werr; err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	if !bytes.Equal(got, data) {
-		return fmt.Errorf("echo differs: %d bytes back, want %d", len(got), len(data))
-	}
-	return nil
-}
+// echoTimeout bounds one echo round trip through a session: generous, as
+// hundreds run at once under the race detector.
+const echoTimeout = 60 * time.Second
 
 // stream returns n pseudo-random bytes from seed, the same for the same seed.
 func stream(seed uint64, n int64) io.Reader {
@@ -121,7 +85,7 @@ func TestTransferBothWaysAtOnce(t *testing.T) {
 	}
 	// The target sends size bytes of stream(2) while it hashes what it
 	// receives; after both, it sends the 32-byte digest of what it got.
-	target := tcpServer(t, func(c *net.TCPConn) {
+	target := testnet.Serve(t, func(c *net.TCPConn) {
 		sent := make(chan error, 1)
 		go func() {
 			_, err := io.Copy(c, stream(2, size))
@@ -175,7 +139,7 @@ func TestTransferBothWaysAtOnce(t *testing.T) {
 
 func TestConcurrentConnections(t *testing.T) {
 	checkLeaks(t)
-	k := newKubelet(t, map[int32]string{80: echoServer(t)})
+	k := newKubelet(t, map[int32]string{80: testnet.Echo(t)})
 	ss := startSession(t, k, 80)
 	const n = 200
 	conns := make([]*net.TCPConn, n)
@@ -189,7 +153,7 @@ func TestConcurrentConnections(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			data, _ := io.ReadAll(stream(uint64(100+i), 32<<10+int64(i)))
-			if err := echo(c, data); err != nil {
+			if err := testnet.RoundTrip(c, data, echoTimeout); err != nil {
 				errs <- fmt.Errorf("connection %d: %w", i, err)
 			}
 		}()
@@ -211,7 +175,7 @@ func TestHalfClose(t *testing.T) {
 	t.Run("client closes first", func(t *testing.T) {
 		checkLeaks(t)
 		// The target reads to EOF, then answers and closes.
-		target := tcpServer(t, func(c *net.TCPConn) {
+		target := testnet.Serve(t, func(c *net.TCPConn) {
 			b, _ := io.ReadAll(c)
 			fmt.Fprintf(c, "got %d bytes", len(b))
 		})
@@ -229,7 +193,7 @@ func TestHalfClose(t *testing.T) {
 	t.Run("server closes first", func(t *testing.T) {
 		checkLeaks(t)
 		received := make(chan string, 1)
-		target := tcpServer(t, func(c *net.TCPConn) {
+		target := testnet.Serve(t, func(c *net.TCPConn) {
 			c.Write([]byte("hello"))
 			c.CloseWrite()
 			b, _ := io.ReadAll(c)
@@ -260,7 +224,7 @@ func TestHalfClose(t *testing.T) {
 
 func TestRefusedPortFailsOnlyThatConnection(t *testing.T) {
 	checkLeaks(t)
-	k := newKubelet(t, map[int32]string{80: echoServer(t), 81: closedPort(t)})
+	k := newKubelet(t, map[int32]string{80: testnet.Echo(t), 81: testnet.ClosedPort(t)})
 	ss := startSession(t, k, 80, 81)
 
 	long := ss.dial(t, 80)
@@ -295,7 +259,7 @@ func TestRefusedPortFailsOnlyThatConnection(t *testing.T) {
 	}
 
 	exchange("after")
-	if err := echo(ss.dial(t, 80), []byte("a new connection")); err != nil {
+	if err := testnet.RoundTrip(ss.dial(t, 80), []byte("a new connection"), echoTimeout); err != nil {
 		t.Fatal(err)
 	}
 	if got := k.dialCount(); got != 1 {
@@ -337,7 +301,7 @@ func TestDialErrorsQuoteTheServer(t *testing.T) {
 
 func TestLostConnectionIsReported(t *testing.T) {
 	checkLeaks(t)
-	k := newKubelet(t, map[int32]string{80: echoServer(t)})
+	k := newKubelet(t, map[int32]string{80: testnet.Echo(t)})
 	c := k.dial(t, forward.Options{})
 	local, remote := net.Pipe()
 	defer local.Close()
@@ -367,9 +331,9 @@ func TestLostConnectionIsReported(t *testing.T) {
 
 func TestSessionRedialsAfterTheServerDies(t *testing.T) {
 	checkLeaks(t)
-	k := newKubelet(t, map[int32]string{80: echoServer(t)})
+	k := newKubelet(t, map[int32]string{80: testnet.Echo(t)})
 	ss := startSession(t, k, 80)
-	if err := echo(ss.dial(t, 80), []byte("first")); err != nil {
+	if err := testnet.RoundTrip(ss.dial(t, 80), []byte("first"), echoTimeout); err != nil {
 		t.Fatal(err)
 	}
 	k.kill()
@@ -380,14 +344,14 @@ func TestSessionRedialsAfterTheServerDies(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := echo(ss.dial(t, 80), []byte("after the redial")); err != nil {
+	if err := testnet.RoundTrip(ss.dial(t, 80), []byte("after the redial"), echoTimeout); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestShutdownIsBounded(t *testing.T) {
 	checkLeaks(t)
-	k := newKubelet(t, map[int32]string{80: echoServer(t)})
+	k := newKubelet(t, map[int32]string{80: testnet.Echo(t)})
 	s := forward.NewSession(forward.SessionOptions{
 		Upgrader:  k.upgrader(t),
 		Namespace: "default",

@@ -25,6 +25,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tunnels-dev/tunnels/internal/testnet"
 )
 
 // Cluster is a running control plane as seen by a test.
@@ -236,53 +238,51 @@ func (c *Cluster) SetForward(t testing.TB, ns, pod string, forward map[int32]str
 // Service creates a service with the given selector and ports.
 func (c *Cluster) Service(t testing.TB, ns, name string, selector map[string]string, ports []corev1.ServicePort) *corev1.Service {
 	t.Helper()
-	svc, err := c.Kube(t).CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
+	return create(t, "service", c.Kube(t).CoreV1().Services(ns).Create, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec:       corev1.ServiceSpec{Selector: selector, Ports: ports},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create service %s/%s: %v", ns, name, err)
-	}
-	return svc
+	})
 }
 
 // Deployment creates a deployment object with the selector. No
 // controller-manager runs, so it creates no pods: create matching pods with Pod.
 func (c *Cluster) Deployment(t testing.TB, ns, name string, selector map[string]string) *appsv1.Deployment {
 	t.Helper()
-	d, err := c.Kube(t).AppsV1().Deployments(ns).Create(context.Background(), &appsv1.Deployment{
+	sel, tmpl := workload(selector)
+	return create(t, "deployment", c.Kube(t).AppsV1().Deployments(ns).Create, &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: selector},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: selector},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "fake"}}},
-			},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create deployment %s/%s: %v", ns, name, err)
-	}
-	return d
+		Spec:       appsv1.DeploymentSpec{Selector: sel, Template: tmpl},
+	})
 }
 
 // StatefulSet creates a statefulset object with the selector (no pods).
 func (c *Cluster) StatefulSet(t testing.TB, ns, name string, selector map[string]string) *appsv1.StatefulSet {
 	t.Helper()
-	s, err := c.Kube(t).AppsV1().StatefulSets(ns).Create(context.Background(), &appsv1.StatefulSet{
+	sel, tmpl := workload(selector)
+	return create(t, "statefulset", c.Kube(t).AppsV1().StatefulSets(ns).Create, &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: appsv1.StatefulSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: selector},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: selector},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "fake"}}},
-			},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create statefulset %s/%s: %v", ns, name, err)
+		Spec:       appsv1.StatefulSetSpec{Selector: sel, Template: tmpl},
+	})
+}
+
+// workload returns the selector and pod template of a fixture workload
+// whose pods carry labels: one container "app" of image "fake".
+func workload(labels map[string]string) (*metav1.LabelSelector, corev1.PodTemplateSpec) {
+	return &metav1.LabelSelector{MatchLabels: labels}, corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "fake"}}},
 	}
-	return s
+}
+
+// create creates obj with do, a clientset's Create, and fails the test on
+// an error, as "create KIND NS/NAME: ERR".
+func create[T metav1.Object](t testing.TB, kind string, do func(context.Context, T, metav1.CreateOptions) (T, error), obj T) T {
+	t.Helper()
+	created, err := do(context.Background(), obj, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create %s %s/%s: %v", kind, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return created
 }
 
 // ExecKubeconfig writes a kubeconfig whose user is an exec credential plugin
@@ -328,7 +328,7 @@ current-context: exec
 // both sides open until the target closes (see shared/CLUSTER.md).
 func EchoServer(t testing.TB) string {
 	t.Helper()
-	return server(t, func(conn net.Conn) {
+	return testnet.Serve(t, func(conn *net.TCPConn) {
 		buf := make([]byte, 64<<10)
 		for {
 			conn.SetReadDeadline(time.Now().Add(time.Second))
@@ -340,9 +340,7 @@ func EchoServer(t testing.TB) string {
 			}
 			if err != nil {
 				if err == io.EOF {
-					if tc, ok := conn.(*net.TCPConn); ok {
-						tc.CloseWrite()
-					}
+					conn.CloseWrite()
 				}
 				return
 			}
@@ -352,62 +350,14 @@ func EchoServer(t testing.TB) string {
 
 // ClosedPort returns a loopback address on which nothing listens, to make
 // kwok's dial fail with "connection refused" as an app not listening yet would.
-func ClosedPort(t testing.TB) string {
+func ClosedPort(t testing.TB) string { t.Helper(); return testnet.ClosedPort(t) }
+
+// Handler runs a custom TCP server on loopback for the test's lifetime: see
+// testnet.Serve.
+func Handler(t testing.TB, handle func(net.Conn)) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return testnet.Serve(t, func(c *net.TCPConn) { handle(c) })
 }
-
-// server runs handle for every connection on a loopback listener until the
-// test ends, then waits for the handlers.
-func server(t testing.TB, handle func(net.Conn)) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	done := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[conn] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { mu.Lock(); delete(conns, conn); mu.Unlock(); conn.Close() }()
-				handle(conn)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		close(done)
-		l.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return l.Addr().String()
-}
-
-// Handler runs a custom TCP server on loopback for the test's lifetime.
-func Handler(t testing.TB, handle func(net.Conn)) string { t.Helper(); return server(t, handle) }
 
 type builtBinary struct {
 	once sync.Once
