@@ -70,6 +70,11 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 	}
 	log := slog.New(handler)
 
+	// The file's own problems come first: they are what a user edits.
+	if _, err := config.Load(*file); err != nil {
+		printLoadError(e, *file, err)
+		return exitFail
+	}
 	kc, err := kube.Load(kube.LoadOptions{Kubeconfig: *kubeconfig, Getenv: e.getenv})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
@@ -129,17 +134,7 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 		},
 	})
 	if err != nil {
-		var problems config.Problems
-		switch {
-		case errors.As(err, &problems):
-			for _, p := range problems {
-				fmt.Fprintln(e.stderr, p.Error())
-			}
-		case errors.Is(err, fs.ErrNotExist):
-			fmt.Fprintf(e.stderr, "tunnels up: %s does not exist; create it (see examples/) or name another file with -f\n", *file)
-		default:
-			fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
-		}
+		printLoadError(e, *file, err)
 		return exitFail
 	}
 	report := func() statusReport {
@@ -182,6 +177,22 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 		fmt.Fprintln(e.stdout, "tunnels stopped")
 	}
 	return exitOK
+}
+
+// printLoadError reports why the first load of file failed: every problem
+// as FILE:LINE:COLUMN, or what to do about a missing file.
+func printLoadError(e *env, file string, err error) {
+	var problems config.Problems
+	switch {
+	case errors.As(err, &problems):
+		for _, p := range problems {
+			fmt.Fprintln(e.stderr, p.Error())
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		fmt.Fprintf(e.stderr, "tunnels up: %s does not exist; create it (see examples/) or name another file with -f\n", file)
+	default:
+		fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
+	}
 }
 
 // isTerminal reports whether w is a character device (a terminal).

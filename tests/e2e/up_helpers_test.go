@@ -107,7 +107,13 @@ func startUpWith(t testing.TB, bin string, c *cluster.Cluster, dir, yaml string,
 // drain usually runs its full 2 s here.)
 func (p *upProc) stop() {
 	p.t.Helper()
-	p.signal(syscall.SIGINT)
+	p.stopWith(syscall.SIGINT)
+}
+
+// stopWith is stop with another signal (SIGTERM).
+func (p *upProc) stopWith(sig os.Signal) {
+	p.t.Helper()
+	p.signal(sig)
 	select {
 	case <-p.exited:
 	case <-time.After(6 * time.Second):

@@ -343,3 +343,33 @@ func TestUpMissingPodRecovers(t *testing.T) {
 	dialEcho(t, p.waitReady("late", "80"), "late is here")
 	p.stop()
 }
+
+// TestUpForbiddenFailsAlone runs as the limited user: a tunnel into a
+// namespace it may not use fails alone with a message naming what is
+// forbidden, while its tunnel in the allowed namespace serves; SIGTERM stops
+// it cleanly.
+func TestUpForbiddenFailsAlone(t *testing.T) {
+	f := newUpFixture(t)
+	c := f.c
+	// The limited namespace outlives tests: a fresh pod name each run.
+	pod := fmt.Sprintf("up-forbidden-%d", time.Now().UnixNano()%1e9)
+	c.Pod(t, c.LimitedNamespace, pod, cluster.PodOptions{
+		Ports:   []corev1.ContainerPort{{Name: "echo", ContainerPort: 80}},
+		Forward: map[int32]string{80: longEcho(t)},
+	})
+	dir := t.TempDir()
+	yaml := fmt.Sprintf("version: 1\ntunnels:\n  allowed:\n    namespace: %s\n    pod: %s\n    ports: [\":80\"]\n  denied:\n    namespace: %s\n    pod: a\n    ports: [\":80\"]\n",
+		c.LimitedNamespace, pod, f.ns)
+	// A later --kubeconfig wins over the admin one startUp passes.
+	p := startUp(t, c, dir, yaml, "--kubeconfig", c.LimitedKubeconfig)
+	dialEcho(t, p.waitReady("allowed", "80"), "allowed")
+	d := p.waitStatus("the forbidden tunnel to report why", func(d *statusDoc) bool {
+		r, ok := d.row("denied", "80")
+		return ok && r.LastError != ""
+	})
+	r, _ := d.row("denied", "80")
+	if r.State == "ready" || !strings.Contains(r.LastError, "forbidden") || !strings.Contains(r.LastError, f.ns) {
+		t.Errorf("denied tunnel: state %q, error %q; want not ready, forbidden, naming namespace %s", r.State, r.LastError, f.ns)
+	}
+	p.stopWith(syscall.SIGTERM)
+}

@@ -228,7 +228,9 @@ func (c *Cluster) SetForward(t testing.TB, ns, pod string, forward map[int32]str
 		obj.SetResourceVersion(existing.GetResourceVersion())
 		_, err = res.Update(ctx, obj, metav1.UpdateOptions{})
 	case apierrors.IsNotFound(err):
-		_, err = res.Create(ctx, obj, metav1.CreateOptions{})
+		if _, err = res.Create(ctx, obj, metav1.CreateOptions{}); err == nil {
+			t.Cleanup(func() { res.Delete(context.Background(), pod, metav1.DeleteOptions{}) })
+		}
 	}
 	if err != nil {
 		t.Fatalf("set PortForward %s/%s: %v", ns, pod, err)
