@@ -10,7 +10,7 @@ GOFLAGS   ?=
 TEST_TIMEOUT ?= 60m
 CLUSTERCTL = cd tests && $(GO) run ./cluster/clusterctl
 
-.PHONY: all build test lint unit e2e cluster-bin cluster cluster-down fuzz demo
+.PHONY: all build test lint unit e2e cluster-bin cluster cluster-down fuzz demo bench
 
 all: build
 
@@ -54,3 +54,11 @@ fuzz:
 
 demo:
 	bash tests/cluster/demo.sh
+
+# bench prints ratios and latencies measured in the same run (nothing here
+# asserts a time): tunnels against client-go on the kubelet's server code,
+# save-to-accepting over 100 edits, and 100 tunnels to all listening.
+bench: cluster-bin
+	cd tests && $(GO) test -run '^$$' -bench . -benchtime 20x ./protocol
+	cd tests && $(GO) test -run '^$$' -bench UpSaveToAccept -benchtime 100x ./e2e
+	cd tests && $(GO) test -run '^$$' -bench UpHundredTunnels -benchtime 5x ./e2e
