@@ -144,6 +144,13 @@ func runForward(ctx context.Context, e *env, args []string) int {
 
 	runErr := make(chan error, 1)
 	go func() { runErr <- s.Run(ctx) }()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		watchPods(watchCtx, client, namespace, s, log.With("tunnel", "forward", "target", target.String()))
+	}()
+	defer func() { stopWatch(); <-watchDone }()
 
 	// Print kubectl's lines once the first connection is up, when the
 	// numbers behind named ports are known.

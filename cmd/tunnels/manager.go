@@ -265,6 +265,11 @@ func (m *manager) newSession(spec config.Spec) *sessionEntry {
 		defer close(se.done)
 		_ = s.Run(ctx)
 	}()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		watchPods(ctx, client, key.Namespace, s, log.With("tunnel", spec.Tunnel, "target", key.Target.String()))
+	}()
 	return se
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tunnels-dev/tunnels/tests/internal/cluster"
 )
@@ -372,4 +373,64 @@ func TestUpForbiddenFailsAlone(t *testing.T) {
 		t.Errorf("denied tunnel: state %q, error %q; want not ready, forbidden, naming namespace %s", r.State, r.LastError, f.ns)
 	}
 	p.stopWith(syscall.SIGTERM)
+}
+
+// TestUpHealsToNewPod: a selector tunnel connected to one pod moves to its
+// replacement when that pod is deleted, on the same local port, and new
+// connections reach the new pod. (kwok keeps serving a deleted pod's
+// streams, so only the pod watch can make the move here.)
+func TestUpHealsToNewPod(t *testing.T) {
+	f := newUpFixture(t)
+	named := func(name string) string {
+		return cluster.Handler(t, func(conn net.Conn) { fmt.Fprintf(conn, "%s\n", name) })
+	}
+	podOpts := func(name string) cluster.PodOptions {
+		return cluster.PodOptions{
+			Labels:  map[string]string{"app": "heal"},
+			Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 80}},
+			Forward: map[int32]string{80: named(name)},
+		}
+	}
+	f.c.Pod(t, f.ns, "heal-1", podOpts("heal-1"))
+	dir := t.TempDir()
+	p := startUp(t, f.c, dir, f.yaml("  heal:\n    selector: app=heal\n    ports: [\":http\"]\n"))
+	addr := p.waitReady("heal", "http")
+	readName := func() string {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			t.Fatalf("read from %s: %v", addr, err)
+		}
+		return strings.TrimSpace(line)
+	}
+	if got := readName(); got != "heal-1" {
+		t.Fatalf("first connection reached %q, want heal-1", got)
+	}
+
+	// A second Ready pod alone moves nothing: heal-1 is still fine.
+	f.c.Pod(t, f.ns, "heal-2", podOpts("heal-2"))
+	if got := readName(); got != "heal-1" {
+		t.Fatalf("with heal-2 up, a connection reached %q, want still heal-1", got)
+	}
+
+	zero := int64(0)
+	if err := f.c.Kube(t).CoreV1().Pods(f.ns).Delete(t.Context(), "heal-1", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStatus("the tunnel to move to heal-2", func(d *statusDoc) bool {
+		r, ok := d.row("heal", "http")
+		return ok && r.State == "ready" && r.Pod == "heal-2"
+	})
+	if again := p.waitReady("heal", "http"); again != addr {
+		t.Errorf("the listener moved from %s to %s; it must stay bound", addr, again)
+	}
+	if got := readName(); got != "heal-2" {
+		t.Errorf("after heal-1 was deleted a connection reached %q, want heal-2", got)
+	}
+	p.stop()
 }
