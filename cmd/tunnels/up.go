@@ -89,10 +89,11 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 		return f.Specs(defaults), nil
 	}
 
+	// A state file that cannot be read still gives a usable, empty state:
+	// the remembered ports are only a preference.
 	state, err := reconcile.OpenState(*file)
 	if err != nil {
 		log.Warn("ignoring the remembered local ports", "err", err)
-		state, _ = reconcile.OpenState(os.DevNull) // a fresh, empty state that saves nowhere useful
 	}
 	m := newManager(managerOptions{Logger: log, Kubeconfig: kc, Getenv: e.getenv, State: state})
 
@@ -101,8 +102,10 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 	defer signal.Stop(hup)
 	reload := make(chan struct{})
 	reloadCtx, stopReload := context.WithCancel(ctx)
-	defer stopReload()
+	reloadDone := make(chan struct{})
+	defer func() { stopReload(); <-reloadDone }()
 	go func() {
+		defer close(reloadDone)
 		for {
 			select {
 			case <-reloadCtx.Done():
