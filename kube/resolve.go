@@ -39,6 +39,15 @@ type Resolved struct {
 // terminating; a service port (number or name) maps through its targetPort
 // to a container port of that pod; UDP-only ports are refused.
 func (c *Client) Resolve(ctx context.Context, namespace string, t config.Target, remotes []config.RemotePort) (*Resolved, error) {
+	return c.ResolvePreferring(ctx, namespace, t, remotes, "")
+}
+
+// ResolvePreferring is Resolve, except that for a service, deployment,
+// statefulset or selector target it keeps the pod named prefer while that
+// pod is still one of the target's Running and Ready pods: a tunnel that
+// re-resolves (to map a newly added port, say) stays on the pod its open
+// connections use rather than moving to a newer one.
+func (c *Client) ResolvePreferring(ctx context.Context, namespace string, t config.Target, remotes []config.RemotePort, prefer string) (*Resolved, error) {
 	what := fmt.Sprintf("resolve %s in namespace %q", t, namespace)
 	var (
 		pod *Pod
@@ -74,7 +83,7 @@ func (c *Client) Resolve(ctx context.Context, namespace string, t config.Target,
 				return nil, fmt.Errorf("%s: %w", what, err)
 			}
 		}
-		pod, err = c.choosePod(ctx, namespace, mapSelector(svc.Spec.Selector), "service "+strconv.Quote(t.Name))
+		pod, err = c.choosePod(ctx, namespace, mapSelector(svc.Spec.Selector), "service "+strconv.Quote(t.Name), prefer)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
@@ -104,12 +113,12 @@ func (c *Client) Resolve(ctx context.Context, namespace string, t config.Target,
 		if sel == "" {
 			return nil, fmt.Errorf("%s: %s %q has an empty selector: %w", what, kind, t.Name, ErrNoReadyPod)
 		}
-		pod, err = c.choosePod(ctx, namespace, sel, kind+" "+strconv.Quote(t.Name))
+		pod, err = c.choosePod(ctx, namespace, sel, kind+" "+strconv.Quote(t.Name), prefer)
 	case config.KindSelector:
 		if t.Name == "" {
 			return nil, fmt.Errorf("%s: empty selector", what)
 		}
-		pod, err = c.choosePod(ctx, namespace, t.Name, "selector "+strconv.Quote(t.Name))
+		pod, err = c.choosePod(ctx, namespace, t.Name, "selector "+strconv.Quote(t.Name), prefer)
 	default:
 		return nil, fmt.Errorf("%s: unknown target kind %q", what, t.Kind)
 	}
@@ -143,16 +152,16 @@ func usable(p *Pod) error {
 
 // choosePod lists the pods matching selector and returns the newest one that
 // is Running, Ready and not terminating. what names the owner for errors.
-func (c *Client) choosePod(ctx context.Context, namespace, selector, what string) (*Pod, error) {
+func (c *Client) choosePod(ctx context.Context, namespace, selector, what, prefer string) (*Pod, error) {
 	list, err := c.ListPods(ctx, namespace, selector)
 	if err != nil {
 		return nil, err
 	}
-	return pickPod(list.Items, selector, what)
+	return pickPod(list.Items, selector, what, prefer)
 }
 
 // pickPod is choosePod's pure part.
-func pickPod(pods []Pod, selector, what string) (*Pod, error) {
+func pickPod(pods []Pod, selector, what, prefer string) (*Pod, error) {
 	var candidates []*Pod
 	var notRunning, notReady, terminating int
 	for i := range pods {
@@ -183,6 +192,13 @@ func pickPod(pods []Pod, selector, what string) (*Pod, error) {
 			why = append(why, fmt.Sprintf("%d terminating", terminating))
 		}
 		return nil, fmt.Errorf("%s has no Ready pod: %d pod(s) match %s (%s): %w", what, len(pods), selector, strings.Join(why, ", "), ErrNoReadyPod)
+	}
+	if prefer != "" {
+		for _, p := range candidates {
+			if p.Metadata.Name == prefer {
+				return p, nil
+			}
+		}
 	}
 	// Newest first: the most recently created pod is the one a rollout
 	// keeps. Ties (same second) go to the one Ready most recently, then to

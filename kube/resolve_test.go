@@ -182,9 +182,32 @@ func TestPickPodTieBreak(t *testing.T) {
 	b := mkPod("dev", "b", nil)
 	b.Status.Conditions[0].LastTransitionTime = t0.Add(time.Second)
 	for _, pods := range [][]Pod{{a, b}, {b, a}} {
-		got, err := pickPod(pods, "x=y", "test")
+		got, err := pickPod(pods, "x=y", "test", "")
 		if err != nil || got.Metadata.Name != "b" {
 			t.Errorf("pickPod chose %v, %v; want b (ready most recently)", got, err)
 		}
+	}
+}
+
+func TestPickPodPrefersCurrent(t *testing.T) {
+	a := mkPod("dev", "a", nil)
+	b := mkPod("dev", "b", nil)
+	b.Status.Conditions[0].LastTransitionTime = t0.Add(time.Second)
+	for _, tt := range []struct {
+		prefer, want string
+	}{
+		{"", "b"},     // newest Ready
+		{"a", "a"},    // the current pod, still Ready, is kept
+		{"gone", "b"}, // a current pod that no longer matches is left
+	} {
+		got, err := pickPod([]Pod{a, b}, "x=y", "test", tt.prefer)
+		if err != nil || got.Metadata.Name != tt.want {
+			t.Errorf("pickPod(prefer %q) = %v, %v; want %s", tt.prefer, got, err, tt.want)
+		}
+	}
+	// A preferred pod that is terminating is not kept.
+	a.Metadata.DeletionTimestamp = &t0
+	if got, _ := pickPod([]Pod{a, b}, "x=y", "test", "a"); got.Metadata.Name != "b" {
+		t.Errorf("pickPod kept terminating pod a; want b")
 	}
 }

@@ -118,10 +118,11 @@ func runForward(ctx context.Context, e *env, args []string) int {
 	defer client.Close()
 
 	key := config.Session{Context: rc.Context, Namespace: namespace, Target: target}
-	s := forward.NewSession(forward.SessionOptions{
+	var s *forward.Session
+	s = forward.NewSession(forward.SessionOptions{
 		Upgrader:  upgrader{client},
 		Namespace: namespace,
-		Resolve:   resolver(client, key),
+		Resolve:   resolver(client, key, func() string { return s.Status().Pod }),
 		Tunnel:    "forward",
 		Target:    target.String(),
 		Logger:    log.With("context", rc.Context),
@@ -148,7 +149,8 @@ func runForward(ctx context.Context, e *env, args []string) int {
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		watchPods(watchCtx, client, namespace, s, log.With("tunnel", "forward", "target", target.String()))
+		w := &podWatch{client: client, namespace: namespace, s: s, log: log.With("tunnel", "forward", "target", target.String())}
+		w.run(watchCtx)
 	}()
 	defer func() { stopWatch(); <-watchDone }()
 

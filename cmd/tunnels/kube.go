@@ -10,10 +10,13 @@ import (
 	"github.com/tunnels-dev/tunnels/kube"
 )
 
-// resolver resolves a session's target with the kube client.
-func resolver(c *kube.Client, key config.Session) forward.ResolveFunc {
+// resolver resolves a session's target with the kube client. current
+// returns the pod the session is connected to, if any: a re-resolution keeps
+// it while it is still Ready, so that mapping a newly added port does not
+// move the session's open connections to a newer pod.
+func resolver(c *kube.Client, key config.Session, current func() string) forward.ResolveFunc {
 	return func(ctx context.Context, remotes []config.RemotePort) (forward.Resolved, error) {
-		r, err := c.Resolve(ctx, key.Namespace, key.Target, remotes)
+		r, err := c.ResolvePreferring(ctx, key.Namespace, key.Target, remotes, current())
 		if err != nil {
 			return forward.Resolved{}, err
 		}

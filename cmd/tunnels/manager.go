@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"slices"
+	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tunnels-dev/tunnels/config"
@@ -36,13 +40,15 @@ type manager struct {
 	ports    map[config.Spec]*portEntry
 }
 
-// sessionEntry is a running session and how many specs use it.
+// sessionEntry is a session and how many specs use it. s is nil while the
+// session could not be created (err says why: an unknown context, say);
+// the next spec that needs it and SIGHUP try again.
 type sessionEntry struct {
 	s      *forward.Session
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   chan struct{} // closed when Run and the pod watch have returned
 	refs   int
-	err    error // the session could not be created (unknown context, say)
+	err    error
 }
 
 // portEntry is one spec: bound and served by its session, or waiting to
@@ -88,6 +94,9 @@ func (m *manager) Apply(_ context.Context, p reconcile.Plan) error {
 	if p.Retry {
 		m.retryAll()
 	}
+	// Only now close sessions no spec uses: a session whose every port
+	// changed in this plan keeps its connection to the pod.
+	m.closeUnused()
 	if m.state != nil {
 		m.state.Prune(p.Desired())
 		if err := m.state.Save(); err != nil {
@@ -112,25 +121,39 @@ func (m *manager) stop(spec config.Spec) {
 	}
 	m.mu.Lock()
 	port := pe.port
+	if se != nil {
+		se.refs--
+	}
 	m.mu.Unlock()
 	if port != nil && se != nil && se.s != nil {
 		se.s.RemovePort(port)
 	}
-	if se == nil {
-		return
-	}
+}
+
+// closeUnused closes the sessions that no spec uses any more.
+func (m *manager) closeUnused() {
 	m.mu.Lock()
-	se.refs--
-	last := se.refs == 0
-	if last {
-		delete(m.sessions, spec.Session)
+	var unused []*sessionEntry
+	for key, se := range m.sessions {
+		if se.refs == 0 {
+			unused = append(unused, se)
+			delete(m.sessions, key)
+		}
 	}
 	m.mu.Unlock()
-	if last && se.s != nil {
-		_ = se.s.Close()
-		se.cancel()
-		<-se.done
+	for _, se := range unused {
+		se.close()
 	}
+}
+
+// close stops the session and waits for its goroutines.
+func (se *sessionEntry) close() {
+	if se.s == nil {
+		return
+	}
+	_ = se.s.Close()
+	se.cancel()
+	<-se.done
 }
 
 func (m *manager) start(spec config.Spec) {
@@ -139,22 +162,72 @@ func (m *manager) start(spec config.Spec) {
 	m.ports[spec] = pe
 	se := m.sessions[spec.Session]
 	if se == nil {
-		se = m.newSession(spec)
+		se = &sessionEntry{}
 		m.sessions[spec.Session] = se
 	}
 	se.refs++
 	m.mu.Unlock()
-	if se.err != nil {
-		m.mu.Lock()
-		pe.err = se.err
-		m.mu.Unlock()
-		m.log.Error("cannot start tunnel", "tunnel", spec.Tunnel, "context", spec.Session.Context, "err", se.err)
+	if se.s == nil && !m.connectSession(se, spec) {
 		return
 	}
 	if err := m.bind(se, pe); err != nil {
 		m.log.Warn("cannot listen; retrying", "tunnel", spec.Tunnel, "local", localString(spec), "err", err)
 		m.startRetry(se, pe)
 	}
+}
+
+// connectSession creates and runs the session of se, for spec's target. If
+// it cannot (an unknown context, unreadable credentials), it records why on
+// se and on every port of the session, and returns false.
+func (m *manager) connectSession(se *sessionEntry, spec config.Spec) bool {
+	key := spec.Session
+	client, err := m.client(key.Context)
+	if err != nil {
+		m.mu.Lock()
+		se.err = err
+		for _, pe := range m.ports {
+			if pe.spec.Session == key {
+				pe.err = err
+			}
+		}
+		m.mu.Unlock()
+		m.log.Error("cannot start tunnel", "tunnel", spec.Tunnel, "context", key.Context, "err", err)
+		return false
+	}
+	log := m.log.With("context", key.Context)
+	var s *forward.Session
+	s = forward.NewSession(forward.SessionOptions{
+		Upgrader:  upgrader{client},
+		Namespace: key.Namespace,
+		Resolve:   resolver(client, key, func() string { return s.Status().Pod }),
+		Tunnel:    spec.Tunnel,
+		Target:    key.Target.String(),
+		Logger:    log,
+		Backoff:   m.backoff,
+	})
+	ctx, cancel := context.WithCancel(m.ctx)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = s.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		w := &podWatch{client: client, namespace: key.Namespace, s: s, log: log.With("tunnel", spec.Tunnel, "target", key.Target.String())}
+		w.run(ctx)
+	}()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		wg.Wait()
+		close(done)
+	}()
+	m.mu.Lock()
+	se.s, se.cancel, se.done, se.err = s, cancel, done, nil
+	m.mu.Unlock()
+	return true
 }
 
 // bind listens for pe and adds the port to its session.
@@ -169,6 +242,9 @@ func (m *manager) bind(se *sessionEntry, pe *portEntry) error {
 	if err != nil && remembered {
 		// The remembered port is taken now: pick a new one.
 		l, err = forward.Listen(spec.Addresses(), 0)
+	}
+	if err == nil {
+		err = halfBound(spec, l)
 	}
 	if err != nil {
 		m.mu.Lock()
@@ -192,10 +268,38 @@ func (m *manager) bind(se *sessionEntry, pe *portEntry) error {
 	return nil
 }
 
+// halfBound fails a localhost listener that got ::1 only because another
+// server on this machine holds 127.0.0.1 on the port (a local Postgres on
+// 5432, say): kubectl accepts that, and clients that connect to 127.0.0.1
+// then reach the other server. The tunnel fails instead, and is retried
+// like any port in use. It closes l when it fails it.
+func halfBound(spec config.Spec, l *forward.Listener) error {
+	if !slices.Contains(spec.Addresses(), "localhost") {
+		return nil
+	}
+	for _, a := range l.Addrs() {
+		if ta, ok := a.(*net.TCPAddr); ok && ta.IP.To4() != nil {
+			return nil
+		}
+	}
+	probe, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Port())))
+	if err == nil {
+		probe.Close()
+		return nil // 127.0.0.1 is free now; IPv4 was unavailable, not taken
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return nil
+	}
+	_ = l.Close()
+	return fmt.Errorf("127.0.0.1:%d is in use by another program, so localhost would reach it rather than the tunnel: %w", l.Port(), err)
+}
+
 // startRetry binds pe again with backoff until it binds or is stopped.
 func (m *manager) startRetry(se *sessionEntry, pe *portEntry) {
 	ctx, cancel := context.WithCancel(m.ctx)
+	m.mu.Lock()
 	pe.retry, pe.done, pe.now = cancel, make(chan struct{}), make(chan struct{}, 1)
+	m.mu.Unlock()
 	m.wg.Add(1)
 	go m.retryBind(ctx, se, pe)
 }
@@ -220,9 +324,37 @@ func (m *manager) retryBind(ctx context.Context, se *sessionEntry, pe *portEntry
 	}
 }
 
-// retryAll makes every waiting bind retry and every session resolve again
-// now (SIGHUP).
+// retryAll (SIGHUP) tries again now what failed: sessions that could not
+// be created, binds that wait for their port, and sessions that are not
+// connected. Connected sessions are left alone: re-resolving them could move
+// their open connections to another pod.
 func (m *manager) retryAll() {
+	m.mu.Lock()
+	uncreated := map[*sessionEntry]config.Spec{}
+	for _, pe := range m.ports {
+		if se := m.sessions[pe.spec.Session]; se != nil && se.s == nil {
+			uncreated[se] = pe.spec
+		}
+	}
+	m.mu.Unlock()
+	for se, spec := range uncreated {
+		if !m.connectSession(se, spec) {
+			continue
+		}
+		m.mu.Lock()
+		var waiting []*portEntry
+		for _, pe := range m.ports {
+			if pe.spec.Session == spec.Session && pe.port == nil && pe.retry == nil {
+				waiting = append(waiting, pe)
+			}
+		}
+		m.mu.Unlock()
+		for _, pe := range waiting {
+			if err := m.bind(se, pe); err != nil {
+				m.startRetry(se, pe)
+			}
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, pe := range m.ports {
@@ -234,43 +366,10 @@ func (m *manager) retryAll() {
 		}
 	}
 	for _, se := range m.sessions {
-		if se.s != nil {
+		if se.s != nil && se.s.Status().State != forward.StateReady {
 			se.s.Refresh()
 		}
 	}
-}
-
-// newSession creates and runs the session for spec's target; m.mu is held.
-func (m *manager) newSession(spec config.Spec) *sessionEntry {
-	key := spec.Session
-	client, err := m.client(key.Context)
-	if err != nil {
-		return &sessionEntry{err: err}
-	}
-	log := m.log.With("context", key.Context)
-	s := forward.NewSession(forward.SessionOptions{
-		Upgrader:  upgrader{client},
-		Namespace: key.Namespace,
-		Resolve:   resolver(client, key),
-		Tunnel:    spec.Tunnel,
-		Target:    key.Target.String(),
-		Logger:    log,
-		Backoff:   m.backoff,
-	})
-	ctx, cancel := context.WithCancel(m.ctx)
-	se := &sessionEntry{s: s, cancel: cancel, done: make(chan struct{})}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		defer close(se.done)
-		_ = s.Run(ctx)
-	}()
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		watchPods(ctx, client, key.Namespace, s, log.With("tunnel", spec.Tunnel, "target", key.Target.String()))
-	}()
-	return se
 }
 
 // client returns the API client for a kube context, creating it once.
@@ -293,12 +392,22 @@ func (m *manager) client(name string) (*kube.Client, error) {
 // Close stops accepting, gives open connections up to drain to finish, then
 // closes every session.
 func (m *manager) Close(drain time.Duration) {
+	// Stop the bind retries first, so that none binds behind our back.
+	m.mu.Lock()
+	var retries []*portEntry
+	for _, pe := range m.ports {
+		if pe.retry != nil {
+			retries = append(retries, pe)
+		}
+	}
+	m.mu.Unlock()
+	for _, pe := range retries {
+		pe.retry()
+		<-pe.done
+	}
 	m.mu.Lock()
 	var ports []*forward.Port
 	for _, pe := range m.ports {
-		if pe.retry != nil {
-			pe.retry()
-		}
 		if pe.port != nil {
 			ports = append(ports, pe.port)
 		}
@@ -323,6 +432,9 @@ func (m *manager) Close(drain time.Duration) {
 	}
 	m.cancel()
 	m.wg.Wait()
+	for _, c := range m.clients {
+		c.Close()
+	}
 	if m.state != nil {
 		_ = m.state.Save()
 	}
@@ -340,13 +452,14 @@ func (m *manager) report() []portRow {
 		sessions[k] = v
 	}
 	type snap struct {
-		spec config.Spec
-		port *forward.Port
-		err  error
+		spec     config.Spec
+		port     *forward.Port
+		err      error
+		retrying bool // a bind retry runs
 	}
 	snaps := make([]snap, len(entries))
 	for i, pe := range entries {
-		snaps[i] = snap{pe.spec, pe.port, pe.err}
+		snaps[i] = snap{pe.spec, pe.port, pe.err, pe.retry != nil}
 	}
 	m.mu.Unlock()
 	slices.SortFunc(snaps, func(a, b snap) int { return compareSpecs(a.spec, b.spec) })
@@ -354,7 +467,7 @@ func (m *manager) report() []portRow {
 	for _, sn := range snaps {
 		row := portRow{
 			Tunnel: sn.spec.Tunnel, Context: sn.spec.Session.Context, Namespace: sn.spec.Session.Namespace,
-			Target: sn.spec.Session.Target.String(), Remote: sn.spec.Remote.String(), State: "failed",
+			Target: sn.spec.Session.Target.String(), Remote: sn.spec.Remote.String(), State: "starting",
 		}
 		if sn.err != nil {
 			row.LastError = sn.err.Error()
@@ -378,7 +491,12 @@ func (m *manager) report() []portRow {
 				row.Pod = se.s.Status().Pod
 			}
 		} else if sn.err != nil {
-			row.State = "retrying"
+			// Binding is retried with backoff; a session that could not be
+			// created waits for SIGHUP or an edit.
+			row.State = "failed"
+			if sn.retrying {
+				row.State = "retrying"
+			}
 		}
 		rows = append(rows, row)
 	}

@@ -40,8 +40,9 @@ type portRow struct {
 	Local     []string `json:"local"`
 	LocalPort int      `json:"localPort"`
 	Remote    string   `json:"remote"`
-	// State is one of listening (bound, session not connected yet), ready,
-	// connecting, retrying, failed.
+	// State is the session's (connecting, ready, retrying, failed, closed)
+	// once the port is bound; before that starting, retrying (the port is in
+	// use) or failed (the session could not be created).
 	State     string `json:"state"`
 	Active    int64  `json:"activeConnections"`
 	Total     int64  `json:"totalConnections"`
@@ -156,6 +157,10 @@ func runPort(ctx context.Context, e *env, args []string) int {
 		if fs.NArg() == 2 {
 			if row.Remote != fs.Arg(1) {
 				continue
+			}
+			if len(row.Local) == 0 {
+				fmt.Fprintf(e.stderr, "tunnels port: tunnel %q port %s is not listening (%s: %s)\n", name, row.Remote, row.State, row.LastError)
+				return exitFail
 			}
 			for _, a := range row.Local {
 				fmt.Fprintln(e.stdout, a)

@@ -149,6 +149,7 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 	ctl, err := startControl(*file, report)
 	if err != nil {
 		loop.Close()
+		m.Close(0)
 		fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
 		return exitFail
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -210,30 +211,43 @@ func TestUpRemoveFreesPort(t *testing.T) {
 }
 
 // TestUpPortInUseAndSIGHUP: a tunnel whose port is taken fails alone and is
-// retried; SIGHUP retries at once once the port is free.
+// retried; SIGHUP retries at once once the port is free. On localhost, a
+// port taken on 127.0.0.1 alone (a local server on this machine) fails the
+// tunnel too, rather than letting it listen on ::1 while 127.0.0.1 reaches
+// the other server.
 func TestUpPortInUseAndSIGHUP(t *testing.T) {
 	f := newUpFixture(t)
 	dir := t.TempDir()
-	busy, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	busy := map[string]net.Listener{}
+	var body strings.Builder
+	for _, tc := range []struct{ name, address string }{{"busy-ip", "\n    address: 127.0.0.1"}, {"busy-localhost", ""}} {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		busy[tc.name] = l
+		fmt.Fprintf(&body, "  %s:\n    pod: a%s\n    ports: [\"%d:80\"]\n", tc.name, tc.address, l.Addr().(*net.TCPAddr).Port)
 	}
-	port := busy.Addr().(*net.TCPAddr).Port
-	p := startUp(t, f.c, dir, f.yaml(fmt.Sprintf(
-		"  busy:\n    pod: a\n    address: 127.0.0.1\n    ports: [\"%d:80\"]\n  ok:\n    pod: b\n    ports: [\":80\"]\n", port)))
+	body.WriteString("  ok:\n    pod: b\n    ports: [\":80\"]\n")
+	p := startUp(t, f.c, dir, f.yaml(body.String()))
 	dialEcho(t, p.waitReady("ok", "80"), "ok")
-	d := p.waitStatus("the busy tunnel to report its error", func(d *statusDoc) bool {
-		r, ok := d.row("busy", "80")
-		return ok && r.LastError != ""
-	})
-	r, _ := d.row("busy", "80")
-	if r.State == "ready" || !strings.Contains(r.LastError, "address already in use") {
-		t.Errorf("busy tunnel: state %q, error %q; want not ready, 'address already in use'", r.State, r.LastError)
+	for name := range busy {
+		d := p.waitStatus(name+" to report its error", func(d *statusDoc) bool {
+			r, ok := d.row(name, "80")
+			return ok && r.LastError != ""
+		})
+		r, _ := d.row(name, "80")
+		if r.State != "retrying" || !strings.Contains(r.LastError, "address already in use") {
+			t.Errorf("%s: state %q, error %q; want retrying, 'address already in use'", name, r.State, r.LastError)
+		}
 	}
-	busy.Close()
+	for _, l := range busy {
+		l.Close()
+	}
 	p.signal(syscall.SIGHUP)
-	addr := p.waitReady("busy", "80")
-	dialEcho(t, addr, "busy is free now")
+	for name := range busy {
+		dialEcho(t, p.waitReady(name, "80"), name+" is free now")
+	}
 	p.stop()
 }
 
@@ -432,5 +446,53 @@ func TestUpHealsToNewPod(t *testing.T) {
 	if got := readName(); got != "heal-2" {
 		t.Errorf("after heal-1 was deleted a connection reached %q, want heal-2", got)
 	}
+	p.stop()
+}
+
+// TestUpAddPortStaysOnPod: adding a port to a selector tunnel while a newer
+// matching pod exists keeps the tunnel on its pod (its open connection keeps
+// working), and so does SIGHUP; only a pod that goes away moves it.
+func TestUpAddPortStaysOnPod(t *testing.T) {
+	f := newUpFixture(t)
+	named := func(name string) string {
+		return cluster.Handler(t, func(conn net.Conn) {
+			fmt.Fprintf(conn, "%s\n", name)
+			io.Copy(conn, conn)
+		})
+	}
+	podOpts := func(name string) cluster.PodOptions {
+		return cluster.PodOptions{
+			Labels:  map[string]string{"app": "sticky"},
+			Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 80}, {Name: "alt", ContainerPort: 81}},
+			Forward: map[int32]string{80: named(name), 81: named(name)},
+		}
+	}
+	f.c.Pod(t, f.ns, "sticky-1", podOpts("sticky-1"))
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tunnels.yaml")
+	p := startUp(t, f.c, dir, f.yaml("  s:\n    selector: app=sticky\n    ports: [\":http\"]\n"))
+	addr := p.waitReady("s", "http")
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if hello, _ := r.ReadString('\n'); strings.TrimSpace(hello) != "sticky-1" {
+		t.Fatalf("first connection reached %q, want sticky-1", hello)
+	}
+
+	f.c.Pod(t, f.ns, "sticky-2", podOpts("sticky-2")) // newer, Ready
+	writeFile(t, file, f.yaml("  s:\n    selector: app=sticky\n    ports: [\":http\", \":alt\"]\n"))
+	p.waitReady("s", "alt")
+	p.signal(syscall.SIGHUP)
+	d := p.waitStatus("the reload after SIGHUP", func(d *statusDoc) bool { return true })
+	for _, remote := range []string{"http", "alt"} {
+		if row, _ := d.row("s", remote); row.Pod != "sticky-1" {
+			t.Errorf("port %s is on pod %q, want sticky-1", remote, row.Pod)
+		}
+	}
+	echoLine(t, conn, r, "still here")
 	p.stop()
 }
