@@ -52,6 +52,10 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 		fmt.Fprintf(e.stderr, "tunnels up: --output must be auto, table or log, not %q\n", *output)
 		return exitUsage
 	}
+	if *logFormat != "text" && *logFormat != "json" {
+		fmt.Fprintf(e.stderr, "tunnels up: --log-format must be text or json, not %q\n", *logFormat)
+		return exitUsage
+	}
 
 	// Logs go to stderr, or under the table when it is drawn.
 	var logSink io.Writer = e.stderr
