@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -75,7 +76,21 @@ func run(ctx context.Context, e *env, args []string) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "tunnels manages Kubernetes port-forwards declared in tunnels.yaml.\n\nUsage:\n  tunnels COMMAND [flags]\n\nCommands:\n")
-	for _, c := range commands {
+	// Files register their commands in file-name order; show them in the
+	// order a user meets them.
+	order := []string{"up", "status", "port", "forward", "validate", "schema", "version"}
+	sorted := slices.Clone(commands)
+	slices.SortStableFunc(sorted, func(a, b command) int {
+		ia, ib := slices.Index(order, a.name), slices.Index(order, b.name)
+		if ia < 0 {
+			ia = len(order)
+		}
+		if ib < 0 {
+			ib = len(order)
+		}
+		return ia - ib
+	})
+	for _, c := range sorted {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'tunnels COMMAND --help' for a command's flags.\n")
