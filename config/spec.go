@@ -2,6 +2,7 @@
 package config
 
 import (
+	"cmp"
 	"strconv"
 	"strings"
 )
@@ -84,3 +85,28 @@ type Spec struct {
 
 // Addresses returns the listen addresses of the spec.
 func (s Spec) Addresses() []string { return strings.Split(s.Address, ",") }
+
+// Compare orders sessions by context, namespace and target, for display
+// and for deterministic plans.
+func (s Session) Compare(o Session) int {
+	return cmp.Or(
+		cmp.Compare(s.Context, o.Context),
+		cmp.Compare(s.Namespace, o.Namespace),
+		cmp.Compare(s.Target.Kind, o.Target.Kind),
+		cmp.Compare(s.Target.Name, o.Target.Name),
+	)
+}
+
+// Compare orders specs by tunnel, session, address, local port and remote
+// port: a total order over every field, for display and for deterministic
+// plans.
+func (s Spec) Compare(o Spec) int {
+	return cmp.Or(
+		cmp.Compare(s.Tunnel, o.Tunnel),
+		s.Session.Compare(o.Session),
+		cmp.Compare(s.Address, o.Address),
+		cmp.Compare(s.LocalPort, o.LocalPort),
+		cmp.Compare(s.Remote.Number, o.Remote.Number),
+		cmp.Compare(s.Remote.Name, o.Remote.Name),
+	)
+}

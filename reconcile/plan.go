@@ -2,8 +2,6 @@
 package reconcile
 
 import (
-	"cmp"
-	"fmt"
 	"maps"
 	"slices"
 
@@ -30,21 +28,8 @@ type Plan struct {
 // Diff computes the plan that turns running into desired. It is pure: no
 // locks, no I/O, no clock. Duplicates in either list count once.
 func Diff(desired, running []config.Spec) Plan {
-	want := setOf(desired)
-	have := setOf(running)
 	var p Plan
-	for s := range want {
-		if have[s] {
-			p.Keep = append(p.Keep, s)
-		} else {
-			p.Start = append(p.Start, s)
-		}
-	}
-	for s := range have {
-		if !want[s] {
-			p.Stop = append(p.Stop, s)
-		}
-	}
+	p.Start, p.Keep, p.Stop = partition(setOf(desired), setOf(running))
 	slices.SortFunc(p.Start, compareSpecs)
 	slices.SortFunc(p.Stop, compareSpecs)
 	slices.SortFunc(p.Keep, compareSpecs)
@@ -87,22 +72,28 @@ func (p Plan) Sessions() SessionPlan {
 		running[s.Session] = true
 	}
 	var sp SessionPlan
-	for s := range desired {
-		if running[s] {
-			sp.Kept = append(sp.Kept, s)
-		} else {
-			sp.New = append(sp.New, s)
-		}
-	}
-	for s := range running {
-		if !desired[s] {
-			sp.Gone = append(sp.Gone, s)
-		}
-	}
+	sp.New, sp.Kept, sp.Gone = partition(desired, running)
 	slices.SortFunc(sp.New, compareSessions)
 	slices.SortFunc(sp.Gone, compareSessions)
 	slices.SortFunc(sp.Kept, compareSessions)
 	return sp
+}
+
+// partition splits the members of two sets: only in a, in both, only in b.
+func partition[K comparable](a, b map[K]bool) (onlyA, both, onlyB []K) {
+	for k := range a {
+		if b[k] {
+			both = append(both, k)
+		} else {
+			onlyA = append(onlyA, k)
+		}
+	}
+	for k := range b {
+		if !a[k] {
+			onlyB = append(onlyB, k)
+		}
+	}
+	return onlyA, both, onlyB
 }
 
 func setOf(specs []config.Spec) map[config.Spec]bool {
@@ -113,32 +104,9 @@ func setOf(specs []config.Spec) map[config.Spec]bool {
 	return m
 }
 
-// compareSpecs orders specs for display and for deterministic plans.
-func compareSpecs(a, b config.Spec) int {
-	if a == b {
-		return 0
-	}
-	return cmp.Or(
-		cmp.Compare(a.Tunnel, b.Tunnel),
-		compareSessions(a.Session, b.Session),
-		cmp.Compare(a.Address, b.Address),
-		cmp.Compare(a.LocalPort, b.LocalPort),
-		cmp.Compare(a.Remote.Number, b.Remote.Number),
-		cmp.Compare(a.Remote.Name, b.Remote.Name),
-		// Spec gained a field this function does not know yet: still a
-		// total order, so plans stay deterministic.
-		cmp.Compare(fmt.Sprintf("%#v", a), fmt.Sprintf("%#v", b)),
-	)
-}
-
-func compareSessions(a, b config.Session) int {
-	return cmp.Or(
-		cmp.Compare(a.Context, b.Context),
-		cmp.Compare(a.Namespace, b.Namespace),
-		cmp.Compare(a.Target.Kind, b.Target.Kind),
-		cmp.Compare(a.Target.Name, b.Target.Name),
-	)
-}
+// compareSpecs and compareSessions are the orders config defines.
+func compareSpecs(a, b config.Spec) int       { return a.Compare(b) }
+func compareSessions(a, b config.Session) int { return a.Compare(b) }
 
 // sortedSpecs returns the distinct specs, sorted.
 func sortedSpecs(specs []config.Spec) []config.Spec {

@@ -462,7 +462,7 @@ func (m *manager) report() []portRow {
 		snaps[i] = snap{pe.spec, pe.port, pe.err, pe.retry != nil}
 	}
 	m.mu.Unlock()
-	slices.SortFunc(snaps, func(a, b snap) int { return compareSpecs(a.spec, b.spec) })
+	slices.SortFunc(snaps, func(a, b snap) int { return a.spec.Compare(b.spec) })
 	rows := make([]portRow, 0, len(snaps))
 	for _, sn := range snaps {
 		row := portRow{
@@ -501,25 +501,6 @@ func (m *manager) report() []portRow {
 		rows = append(rows, row)
 	}
 	return rows
-}
-
-func compareSpecs(a, b config.Spec) int {
-	if a.Tunnel != b.Tunnel {
-		if a.Tunnel < b.Tunnel {
-			return -1
-		}
-		return 1
-	}
-	if a.LocalPort != b.LocalPort {
-		return a.LocalPort - b.LocalPort
-	}
-	if a.Remote.String() < b.Remote.String() {
-		return -1
-	}
-	if a.Remote.String() > b.Remote.String() {
-		return 1
-	}
-	return 0
 }
 
 func localString(s config.Spec) string { return fmt.Sprintf("%s:%d", s.Address, s.LocalPort) }
