@@ -2,68 +2,126 @@ package forward
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"sync"
 )
 
 // errBufferAborted is what a streamBuffer returns once aborted.
 var errBufferAborted = errors.New("stream buffer aborted")
 
-// streamBuffer holds the data frames one stream received and its local
-// connection has not yet taken, so that a local reader that stops reading
-// does not hold up spdystream's frame workers, and with them the other
-// streams of the connection.
+// spillReadSize is how much of a spill file one take reads back.
+const spillReadSize = 128 << 10
+
+var spillBuffers = sync.Pool{New: func() any { b := make([]byte, spillReadSize); return &b }}
+
+// streamBuffer holds the data one stream received and its local connection
+// has not taken yet, so that a local reader that stops reading never holds
+// up spdystream's frame reader, and with it every other stream of the SPDY
+// connection. See the package documentation for why this, and not flow
+// control, is the answer.
 //
-// The trade-off: spdystream implements no SPDY flow control (it ignores
-// WINDOW_UPDATE), so the only backpressure there is, is not reading. Up to
-// limit bytes per stream are absorbed without blocking anything. Once a
-// stream's buffer is full, push blocks that stream's reader goroutine, which
-// leaves the frame in spdystream's unbuffered data channel and blocks the
-// frame worker of that stream's partition (stream id mod 5); if the local
-// reader stays stalled, that partition's queue of 50 frames fills and the
-// whole connection stalls, as with client-go. The alternative, an unbounded
-// buffer, trades that stall for unbounded memory. limit bounds memory at
-// limit per stalled connection, which tolerates a consumer that pauses for a
-// while (a paused download, a slow query client) without touching the others.
+// Up to mem bytes are kept in memory. Past that, what arrives is appended
+// to a spill file (created on first use in os.TempDir, unlinked at once, so
+// nothing is left behind even on a crash), up to spill bytes; only past
+// that does push block, and with it the connection, as with client-go. The
+// file is read back in order once the local reader drains the memory part,
+// and truncated whenever it is drained completely.
+//
+// One goroutine pushes and one takes.
 type streamBuffer struct {
-	limit int
+	mem, spill int64
 
 	mu      sync.Mutex
 	cond    sync.Cond
-	chunks  [][]byte // received, not yet taken
-	size    int      // bytes received and not yet released
-	eof     bool     // no more pushes; err says why
-	err     error    // io.EOF for a clean end
+	chunks  [][]byte // in memory, received and not taken yet
+	memSize int64    // bytes in memory: in chunks, or taken and not released
+	file    *os.File // the spill file, once needed
+	fileErr error    // creating or writing the spill file failed: no more spilling
+	fileR   int64    // the spill file holds [fileR, fileW)
+	fileW   int64
+	waiting bool  // a push is blocked on a full buffer
+	eof     bool  // no more pushes; err says why
+	err     error // io.EOF for a clean end
 	aborted bool
 }
 
-func newStreamBuffer(limit int) *streamBuffer {
-	b := &streamBuffer{limit: limit}
+// newStreamBuffer returns a buffer holding up to mem bytes in memory and
+// spill more on disk (0 or less disables spilling).
+func newStreamBuffer(mem, spill int) *streamBuffer {
+	b := &streamBuffer{mem: int64(mem), spill: int64(max(spill, 0))}
 	b.cond.L = &b.mu
 	return b
 }
 
-// push appends p, which the buffer then owns, waiting while the buffer is
-// full. It returns false once the buffer was aborted. A push into a buffer
-// holding less than limit always succeeds, so one frame may overshoot the
-// limit by its own size.
-func (b *streamBuffer) push(p []byte) bool {
+// batch is what take hands out: data to write to the local connection,
+// then to give back with release.
+type batch struct {
+	chunks [][]byte
+	size   int64
+	pooled *[]byte // a buffer from spillBuffers, read back from the file
+}
+
+// push appends p, which the buffer then owns. It spills to disk once the
+// memory part is full and waits only while the spill file is full too (or
+// cannot be used). It returns false once the buffer was aborted. onBlock,
+// if not nil, is called with true before push waits and false after.
+func (b *streamBuffer) push(p []byte, onBlock func(bool)) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.size >= b.limit && !b.aborted {
-		b.cond.Wait()
+	for !b.aborted {
+		spilling := b.fileW > b.fileR
+		switch {
+		case !spilling && b.memSize < b.mem:
+			// One frame may overshoot the limit by its own size.
+			b.chunks = append(b.chunks, p)
+			b.memSize += int64(len(p))
+			b.cond.Broadcast()
+			return true
+		case b.fileErr == nil && b.fileW-b.fileR+int64(len(p)) <= b.spill:
+			if err := b.appendFile(p); err != nil {
+				// No more spilling; what is already on disk comes out
+				// first, and then the memory limit alone applies.
+				b.fileErr = err
+				continue
+			}
+			b.cond.Broadcast()
+			return true
+		case spilling || b.memSize >= b.mem:
+			if !b.waiting && onBlock != nil {
+				onBlock(true)
+				defer onBlock(false)
+			}
+			b.waiting = true
+			b.cond.Wait()
+			b.waiting = false
+		}
 	}
-	if b.aborted {
-		return false
+	return false
+}
+
+// appendFile writes p at the end of the spill file, creating it if needed.
+func (b *streamBuffer) appendFile(p []byte) error {
+	if b.file == nil {
+		f, err := os.CreateTemp("", "tunnels-spill-*")
+		if err != nil {
+			return fmt.Errorf("create spill file: %w", err)
+		}
+		// Unlinked at once: the open file is all that is needed, and
+		// nothing is left behind however the process ends.
+		_ = os.Remove(f.Name())
+		b.file = f
 	}
-	b.chunks = append(b.chunks, p)
-	b.size += len(p)
-	b.cond.Broadcast()
-	return true
+	if _, err := b.file.WriteAt(p, b.fileW); err != nil {
+		return fmt.Errorf("write spill file: %w", err)
+	}
+	b.fileW += int64(len(p))
+	return nil
 }
 
 // closeWrite ends the pushes: err nil is a clean end of stream, which take
-// reports as io.EOF once everything pushed was taken.
+// reports as io.EOF once everything pushed was taken. The first call wins.
 func (b *streamBuffer) closeWrite(err error) {
 	if err == nil {
 		err = io.EOF
@@ -76,42 +134,78 @@ func (b *streamBuffer) closeWrite(err error) {
 	}
 }
 
-// take waits for data and returns every chunk received so far; the caller
-// writes them out and then calls release with their size. When the stream
-// has ended and everything was taken it returns the end error (io.EOF for
-// a clean end); after abort it returns errBufferAborted.
-func (b *streamBuffer) take() ([][]byte, error) {
+// take waits for data and returns what is buffered: every chunk in memory,
+// or else the next part of the spill file. The caller writes it out and
+// then calls release. When the stream has ended and everything was taken it
+// returns the end error (io.EOF for a clean end); after abort it returns
+// errBufferAborted.
+func (b *streamBuffer) take() (batch, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for len(b.chunks) == 0 && !b.eof && !b.aborted {
+	for len(b.chunks) == 0 && b.fileW == b.fileR && !b.eof && !b.aborted {
 		b.cond.Wait()
 	}
 	switch {
 	case b.aborted:
-		return nil, errBufferAborted
+		return batch{}, errBufferAborted
 	case len(b.chunks) > 0:
-		chunks := b.chunks
+		bt := batch{chunks: b.chunks}
+		for _, c := range b.chunks {
+			bt.size += int64(len(c))
+		}
 		b.chunks = nil
-		return chunks, nil
+		return bt, nil
+	case b.fileW > b.fileR:
+		bp := spillBuffers.Get().(*[]byte)
+		n, err := b.file.ReadAt((*bp)[:min(int64(len(*bp)), b.fileW-b.fileR)], b.fileR)
+		if n == 0 && err != nil {
+			spillBuffers.Put(bp)
+			return batch{}, fmt.Errorf("read spill file: %w", err)
+		}
+		b.fileR += int64(n)
+		if b.fileR == b.fileW {
+			// Drained: start again at the beginning so the file stays
+			// as small as the longest stall.
+			b.fileR, b.fileW = 0, 0
+			_ = b.file.Truncate(0)
+		}
+		b.cond.Broadcast()
+		return batch{chunks: [][]byte{(*bp)[:n]}, pooled: bp}, nil
 	}
-	return nil, b.err
+	return batch{}, b.err
 }
 
-// release frees n bytes that take returned and that have been written,
-// letting a blocked push continue.
-func (b *streamBuffer) release(n int) {
+// release gives back a batch that take returned and that has been
+// written, letting a blocked push continue.
+func (b *streamBuffer) release(bt batch) {
+	if bt.pooled != nil {
+		spillBuffers.Put(bt.pooled)
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.size -= n
+	b.memSize -= bt.size
 	b.cond.Broadcast()
 }
 
-// abort drops everything buffered and wakes every waiter; push then returns
-// false and take errBufferAborted.
+// buffered returns how many bytes wait in memory and on disk.
+func (b *streamBuffer) buffered() (mem, disk int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.memSize, b.fileW - b.fileR
+}
+
+// abort drops everything buffered, removes the spill file and wakes every
+// waiter; push then returns false and take errBufferAborted.
 func (b *streamBuffer) abort() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.aborted = true
 	b.chunks = nil
+	if b.file != nil {
+		_ = b.file.Close()
+		b.file = nil
+	}
+	b.fileR, b.fileW = 0, 0
 	b.cond.Broadcast()
 }

@@ -1,87 +1,165 @@
 package forward
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 )
 
+// takeAll takes from b until its end and returns what came out and the end.
+func takeAll(t *testing.T, b *streamBuffer) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	for {
+		bt, err := b.take()
+		if err != nil {
+			return out.String(), err
+		}
+		for _, c := range bt.chunks {
+			out.Write(c)
+		}
+		b.release(bt)
+	}
+}
+
 func TestStreamBufferOrderAndEOF(t *testing.T) {
-	b := newStreamBuffer(100)
+	b := newStreamBuffer(100, 0)
 	for _, s := range []string{"a", "bc", "def"} {
-		if !b.push([]byte(s)) {
+		if !b.push([]byte(s), nil) {
 			t.Fatal("push refused")
 		}
 	}
 	b.closeWrite(nil)
-	chunks, err := b.take()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got string
-	n := 0
-	for _, c := range chunks {
-		got += string(c)
-		n += len(c)
-	}
-	if got != "abcdef" {
-		t.Errorf("take = %q, want abcdef", got)
-	}
-	b.release(n)
-	if _, err := b.take(); err != io.EOF {
-		t.Errorf("take after the end = %v, want io.EOF", err)
+	got, err := takeAll(t, b)
+	if got != "abcdef" || err != io.EOF {
+		t.Errorf("take = %q, %v; want abcdef, io.EOF", got, err)
 	}
 }
 
 func TestStreamBufferEndError(t *testing.T) {
-	b := newStreamBuffer(100)
+	b := newStreamBuffer(100, 0)
 	boom := errors.New("boom")
-	b.push([]byte("x"))
+	b.push([]byte("x"), nil)
 	b.closeWrite(boom)
-	if _, err := b.take(); err != nil {
-		t.Fatalf("data before the error: %v", err)
+	b.closeWrite(nil) // the first end wins
+	got, err := takeAll(t, b)
+	if got != "x" || !errors.Is(err, boom) {
+		t.Errorf("take = %q, %v; want the data, then the end error", got, err)
 	}
-	if _, err := b.take(); !errors.Is(err, boom) {
-		t.Errorf("take = %v, want the end error", err)
+}
+
+// TestStreamBufferSpillsInOrder: past the memory limit, data goes to the
+// spill file and comes back in order, memory first; the pushes never wait.
+func TestStreamBufferSpillsInOrder(t *testing.T) {
+	b := newStreamBuffer(8, 1<<20)
+	defer b.abort()
+	var want bytes.Buffer
+	for i := range 1000 {
+		s := fmt.Sprintf("<%d>", i)
+		want.WriteString(s)
+		if !b.push([]byte(s), func(bool) { t.Fatal("push waited with room in the spill file") }) {
+			t.Fatal("push refused")
+		}
+	}
+	if mem, disk := b.buffered(); mem > 16 || disk == 0 {
+		t.Errorf("buffered = %d in memory, %d on disk; want at most the limit and a frame in memory, the rest on disk", mem, disk)
+	}
+	b.closeWrite(nil)
+	got, err := takeAll(t, b)
+	if got != want.String() || err != io.EOF {
+		t.Errorf("took %d bytes (%v), want the %d pushed in order then io.EOF", len(got), err, want.Len())
+	}
+}
+
+// TestStreamBufferSpillInterleaved: a reader that keeps up now and then
+// drains the file, which then starts again from its beginning.
+func TestStreamBufferSpillInterleaved(t *testing.T) {
+	b := newStreamBuffer(4, 64)
+	defer b.abort()
+	var want, got bytes.Buffer
+	for round := range 50 {
+		for i := range 5 {
+			s := fmt.Sprintf("%02d%d", round, i)
+			want.WriteString(s)
+			b.push([]byte(s), nil)
+		}
+		for {
+			if mem, disk := b.buffered(); mem == 0 && disk == 0 {
+				break
+			}
+			bt, err := b.take()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range bt.chunks {
+				got.Write(c)
+			}
+			b.release(bt)
+		}
+		if b.fileW != 0 || b.fileR != 0 {
+			t.Fatalf("round %d: the drained spill file is at [%d, %d), want it truncated", round, b.fileR, b.fileW)
+		}
+	}
+	if got.String() != want.String() {
+		t.Errorf("got %q, want %q", got.String(), want.String())
 	}
 }
 
 func TestStreamBufferFullBlocksOnlyPush(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := newStreamBuffer(4)
-		b.push([]byte("1234")) // now full
-		var pushed atomic.Bool
-		go func() {
-			b.push([]byte("5"))
-			pushed.Store(true)
-		}()
-		synctest.Wait()
-		if pushed.Load() {
-			t.Fatal("push into a full buffer did not wait")
-		}
-		chunks, _ := b.take()
-		synctest.Wait()
-		if pushed.Load() {
-			t.Fatal("push continued before the taken bytes were released")
-		}
-		b.release(len(chunks[0]))
-		synctest.Wait()
-		if !pushed.Load() {
-			t.Fatal("push still waiting after release")
-		}
-	})
+	for _, spill := range []int{0, 2} {
+		t.Run(fmt.Sprintf("spill=%d", spill), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newStreamBuffer(4, spill)
+				defer b.abort()
+				b.push([]byte("1234"), nil) // memory full
+				if spill > 0 {
+					b.push([]byte("56"), nil) // spill file full
+				}
+				var pushed, blocked atomic.Bool
+				go func() {
+					b.push([]byte("7"), func(waiting bool) { blocked.Store(waiting) })
+					pushed.Store(true)
+				}()
+				synctest.Wait()
+				if pushed.Load() || !blocked.Load() {
+					t.Fatal("push into a full buffer did not wait, or did not say so")
+				}
+				var bts []batch
+				for {
+					bt, _ := b.take()
+					bts = append(bts, bt)
+					if mem, disk := b.buffered(); disk == 0 || mem == 0 && spill == 0 {
+						break
+					}
+				}
+				synctest.Wait()
+				if spill == 0 && pushed.Load() {
+					t.Fatal("push continued before the taken bytes were released")
+				}
+				for _, bt := range bts {
+					b.release(bt)
+				}
+				synctest.Wait()
+				if !pushed.Load() || blocked.Load() {
+					t.Fatal("push still waiting after release")
+				}
+			})
+		})
+	}
 }
 
 func TestStreamBufferAbortWakesEveryone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		full := newStreamBuffer(1)
-		full.push([]byte("x"))
+		full := newStreamBuffer(1, 0)
+		full.push([]byte("x"), nil)
 		pushResult := make(chan bool, 1)
-		go func() { pushResult <- full.push([]byte("y")) }()
+		go func() { pushResult <- full.push([]byte("y"), nil) }()
 
-		empty := newStreamBuffer(1)
+		empty := newStreamBuffer(1, 0)
 		takeResult := make(chan error, 1)
 		go func() {
 			_, err := empty.take()

@@ -37,7 +37,11 @@ type Options struct {
 	// as client-go; negative disables pings.
 	PingInterval time.Duration
 	// StreamCreationTimeout bounds the wait for the server to accept the
-	// streams of a new local connection. Default 30s, as client-go.
+	// streams of a new local connection. A server that does not answer in
+	// time has stopped opening streams on this connection (containerd 1.6
+	// does so after three failed streams): the connection is marked stale,
+	// so that the session dials a fresh one, and the local connection is
+	// retried there. Default 10s (client-go waits 30s and then fails).
 	StreamCreationTimeout time.Duration
 	// DialTimeout bounds the HTTP upgrade. Default 30s.
 	DialTimeout time.Duration
@@ -45,9 +49,14 @@ type Options struct {
 	// Default 2s.
 	CloseTimeout time.Duration
 	// StreamBuffer is how many bytes received for one local connection may
-	// wait for it to read them before that stream stops being read; see
-	// streamBuffer for the trade-off. Default 1 MiB.
+	// wait in memory for it to read them; past that they spill to disk.
+	// Default 256 KiB.
 	StreamBuffer int
+	// SpillLimit is how many more bytes of one local connection may wait
+	// on disk, in an unlinked temporary file, before that stream stops
+	// being read, which stalls the whole connection (see the package
+	// documentation). Default 1 GiB; negative disables spilling.
+	SpillLimit int
 	// Logger receives per-connection events with the keys tunnel, pod,
 	// local, remote and err. Default: discard.
 	Logger *slog.Logger
@@ -60,7 +69,7 @@ func (o Options) withDefaults() Options {
 		o.PingInterval = 5 * time.Second
 	}
 	if o.StreamCreationTimeout <= 0 {
-		o.StreamCreationTimeout = 30 * time.Second
+		o.StreamCreationTimeout = 10 * time.Second
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = 30 * time.Second
@@ -69,7 +78,10 @@ func (o Options) withDefaults() Options {
 		o.CloseTimeout = 2 * time.Second
 	}
 	if o.StreamBuffer <= 0 {
-		o.StreamBuffer = 1 << 20
+		o.StreamBuffer = 256 << 10
+	}
+	if o.SpillLimit == 0 {
+		o.SpillLimit = 1 << 30
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -94,6 +106,21 @@ type Conn struct {
 	spdy *spdystream.Connection
 
 	nextRequestID atomic.Uint64
+
+	// blocked counts streams whose reader waits for local backpressure (a
+	// full stream buffer): the connection is then not read, so a missing
+	// pong is no sign of death.
+	blocked atomic.Int32
+
+	// staleC is closed, once, when the connection should take no new
+	// local connections; see stale.
+	staleC    chan struct{}
+	staleOnce sync.Once
+	staleWhy  atomic.Pointer[string]
+
+	mu     sync.Mutex
+	active int           // forwarded connections running
+	idle   chan struct{} // closed when active drops to 0, if set
 
 	// ctx ends when the connection fails or is closed; its cause is Err.
 	ctx    context.Context
@@ -141,6 +168,7 @@ func newConn(raw net.Conn, namespace, pod string, opts Options) (*Conn, error) {
 		raw:       raw,
 		wire:      newWireConn(raw),
 		served:    make(chan struct{}),
+		staleC:    make(chan struct{}),
 	}
 	sc, err := spdystream.NewConnection(c.wire, false)
 	if err != nil {
@@ -174,6 +202,81 @@ func (c *Conn) Err() error {
 		return nil
 	}
 	return context.Cause(c.ctx)
+}
+
+// Stale is closed when the connection, though alive, should take no new
+// local connections: it failed to open a stream, or the server stopped
+// answering new ones. Its open connections carry on; the owner should dial
+// a fresh connection and drain this one (see Drain).
+func (c *Conn) Stale() <-chan struct{} { return c.staleC }
+
+// StaleReason says why Stale fired, or "" if it has not.
+func (c *Conn) StaleReason() string {
+	if p := c.staleWhy.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// stale marks the connection stale with a reason.
+func (c *Conn) stale(format string, args ...any) {
+	c.staleOnce.Do(func() {
+		why := fmt.Sprintf(format, args...)
+		c.staleWhy.Store(&why)
+		if c.Err() == nil {
+			c.log.Warn("connection to pod takes no new streams", "err", why)
+		}
+		close(c.staleC)
+	})
+}
+
+// acquire and release count the forwarded connections running.
+func (c *Conn) acquire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active++
+}
+
+func (c *Conn) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active--
+	if c.active == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+}
+
+// Drain closes the connection once its forwarded connections have ended,
+// the connection has failed, or ctx ends, whichever comes first. The owner
+// calls it for a connection it no longer hands out (the target moved to
+// another pod, or the connection went stale), so that the connections
+// already open on it are not cut.
+func (c *Conn) Drain(ctx context.Context) {
+	c.mu.Lock()
+	var idle chan struct{}
+	if c.active > 0 {
+		idle = make(chan struct{})
+		c.idle = idle
+	}
+	c.mu.Unlock()
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-c.Done():
+		case <-ctx.Done():
+		}
+	}
+	_ = c.Close()
+}
+
+// blockedReader counts the streams waiting for local backpressure.
+func (c *Conn) blockedReader(waiting bool) {
+	if waiting {
+		c.blocked.Add(1)
+	} else {
+		c.blocked.Add(-1)
+	}
 }
 
 // Close resets every forwarded connection, sends GOAWAY and closes the
@@ -225,9 +328,12 @@ func (c *Conn) serve(ctx context.Context) {
 }
 
 // keepalive pings the server every PingInterval. A ping that gets no answer
-// within an interval, while nothing else arrived either, means the
-// connection is dead. Any bytes read count as life: a pong can queue behind
-// data frames on a busy connection.
+// within an interval, while nothing else showed life either, means the
+// connection is dead, so a dead link is noticed within two intervals. Life
+// is any byte read (a pong can queue behind data frames on a busy
+// connection), any byte written (the peer's TCP is taking it), or a stream
+// reader held up by local backpressure (the connection is then not read,
+// so its pong cannot arrive; the peer is not at fault).
 func (c *Conn) keepalive(ctx context.Context) {
 	defer c.wg.Done()
 	interval := c.opts.PingInterval
@@ -239,7 +345,7 @@ func (c *Conn) keepalive(ctx context.Context) {
 			return
 		case <-next.C:
 		}
-		seen := c.wire.bytesRead.Load()
+		seen := c.progress()
 		pong := make(chan error, 1)
 		c.wg.Add(1)
 		go c.ping(ctx, pong)
@@ -258,7 +364,7 @@ func (c *Conn) keepalive(ctx context.Context) {
 				}
 				break wait
 			case <-deadline.C:
-				if now := c.wire.bytesRead.Load(); now != seen {
+				if now := c.progress(); now != seen || c.blocked.Load() > 0 {
 					seen = now
 					deadline.Reset(interval)
 					continue
@@ -269,6 +375,11 @@ func (c *Conn) keepalive(ctx context.Context) {
 		}
 		next.Reset(interval)
 	}
+}
+
+// progress sums the bytes read and the DATA bytes written so far.
+func (c *Conn) progress() uint64 {
+	return c.wire.bytesRead.Load() + c.wire.dataWritten.Load()
 }
 
 // ping sends one ping and reports the outcome on pong (buffered). It

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,22 +29,66 @@ const (
 // send. io.Copy's 32 KiB makes frames of at most 32 KiB, and per-frame costs
 // dominate (PROTOCOL.md, "Where the reference client is slow", 3); 128 KiB
 // frames cut them by four while the kubelet's worst-case queue memory (250
-// frames) stays small.
+// frames) stays small. The buffers are pooled and held only while a read
+// has data to return (see waitReadable), so an idle connection holds none.
 const copyBufferSize = 128 << 10
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
-// errorStreamGrace bounds how long a connection whose data has finished
-// both ways waits for the server to close the error stream.
+// errorStreamGrace bounds how long a connection whose pod side finished
+// its data waits for the server to close the error stream, which decides
+// whether the end was clean.
 const errorStreamGrace = 5 * time.Second
 
 // maxErrorMessage caps what is kept of an error stream.
 const maxErrorMessage = 64 << 10
 
+// maxReplay is how many bytes of a local connection are kept for sending
+// again while nothing has come back from the pod, so that a connection whose
+// first attempt never reached the pod can be retried on the next connection
+// to it. A client that sends more before the pod answers is not retried.
+const maxReplay = 64 << 10
+
+// errStreamReset means the server ended a stream without finishing it: a
+// reset, or a connection that ended before the stream's FIN.
+var errStreamReset = errors.New("the server reset the stream")
+
+// localError is a failure of the local connection itself (the local client
+// reset it, say): nothing is owed to a local peer that is gone.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+// retryError is the outcome of a pair that never reached the pod: nothing
+// came back, and what the local client sent (sent, then EOF if eof) can be
+// sent again on another connection. The local connection is left open.
+type retryError struct {
+	err  error
+	sent []byte
+	eof  bool
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// replay is what a retried local connection carries over from its earlier
+// attempts.
+type replay struct {
+	sent []byte // sent to the pod before, to send first
+	eof  bool   // the local client had finished sending
+}
+
 // Forward serves one local connection to completion over this connection,
 // to remotePort in the pod, and closes local. Each direction is half-closed
 // on its own: when local stops sending, the pod sees EOF; when the pod stops
 // sending, local gets CloseWrite (or Close, if it cannot half-close).
+//
+// The ending is honest: local gets a FIN only when the pod side finished
+// cleanly (its data stream ended with a FIN and its error stream ended
+// empty). Any other end (a message on the error stream, a stream reset, the
+// connection lost or closed) reaches local as a TCP reset, after every byte
+// that had arrived, never as a clean EOF.
 //
 // It returns nil when both sides finished cleanly, an error wrapping
 // *RemoteError when the server reported a failure on the error stream (the
@@ -51,20 +96,30 @@ const maxErrorMessage = 64 << 10
 // ErrLostConnection or ErrClosed when the whole Conn ended, and ctx's error
 // when ctx ended first.
 func (c *Conn) Forward(ctx context.Context, local net.Conn, remotePort int) error {
-	return c.forward(ctx, local, remotePort, nil)
+	err := c.forward(ctx, local, remotePort, nil, replay{})
+	if r, ok := errors.AsType[*retryError](err); ok {
+		resetAfterSent(ctx, local)
+		return r.err
+	}
+	return err
 }
 
-// forward is Forward counting also into extra.
-func (c *Conn) forward(ctx context.Context, local net.Conn, remotePort int, extra counterSet) error {
-	defer local.Close()
+// forward is Forward counting bytes also into extra, sending what rp
+// replays first, and returning a *retryError, with local still open, when
+// the connection never reached the pod and can be tried again elsewhere.
+func (c *Conn) forward(ctx context.Context, local net.Conn, remotePort int, extra counterSet, rp replay) (err error) {
 	if remotePort < 1 || remotePort > 65535 {
+		_ = local.Close()
 		return fmt.Errorf("forward to port %d: port out of range 1-65535", remotePort)
 	}
 	if c.ctx.Err() != nil {
-		return fmt.Errorf("forward to port %d: %w", remotePort, c.Err())
+		return c.notReached(fmt.Errorf("forward to port %d: %w", remotePort, c.Err()), rp)
 	}
+	c.acquire()
+	defer c.release()
 	stats := append(counterSet{&c.Stats}, extra...)
-	stats.start()
+	c.Stats.Active.Add(1)
+	c.Stats.Total.Add(1)
 	p := &pair{
 		c:      c,
 		ctx:    ctx,
@@ -72,33 +127,45 @@ func (c *Conn) forward(ctx context.Context, local net.Conn, remotePort int, extr
 		port:   remotePort,
 		id:     c.nextRequestID.Add(1) - 1,
 		stats:  stats,
-		buf:    newStreamBuffer(c.opts.StreamBuffer),
+		buf:    newStreamBuffer(c.opts.StreamBuffer, c.opts.SpillLimit),
+		rp:     rp,
 		quit:   make(chan struct{}),
 		upC:    make(chan error, 1),
 		downC:  make(chan error, 1),
-		errC:   make(chan errResult, 1),
+		errEnd: make(chan struct{}),
 		remote: strconv.Itoa(remotePort),
 	}
-	err := p.run()
-	// A connection cut by its owner's shutdown has not failed.
-	stats.end(err != nil && !errIs(err, context.Canceled, ErrClosed))
+	if rp.sent != nil {
+		p.sent = append(make([]byte, 0, len(rp.sent)), rp.sent...)
+	}
+	err = p.run()
+	c.Stats.Active.Add(-1)
+	// A connection cut by its owner's shutdown, or retried elsewhere, has
+	// not failed.
+	_, retry := errors.AsType[*retryError](err)
+	if err != nil && !retry && !errIs(err, context.Canceled, ErrClosed) {
+		c.Stats.Failed.Add(1)
+	}
 	log := c.log.With("local", local.LocalAddr().String(), "remote", remotePort)
-	var remoteErr *RemoteError
 	switch {
 	case err == nil:
 		log.Debug("connection done")
-	case errors.As(err, &remoteErr):
-		log.Warn("connection failed in the pod", "err", err)
+	case retry:
+		log.Debug("connection did not reach the pod; it will be retried", "err", err)
 	default:
-		log.Debug("connection ended", "err", err)
+		if _, ok := errors.AsType[*RemoteError](err); ok {
+			log.Warn("connection failed in the pod", "err", err)
+		} else {
+			log.Debug("connection ended", "err", err)
+		}
 	}
 	return err
 }
 
-// errResult is what the error stream carried.
-type errResult struct {
-	msg []byte
-	err error
+// notReached is the outcome of a connection that could not even start on
+// this Conn: retried when it may be, else reset.
+func (c *Conn) notReached(err error, rp replay) error {
+	return &retryError{err: err, sent: rp.sent, eof: rp.eof}
 }
 
 // pair is one forwarded local connection: an error stream and a data stream
@@ -111,19 +178,29 @@ type pair struct {
 	remote string
 	id     uint64
 	stats  counterSet
+	rp     replay
 
 	errStream, data *spdystream.Stream
 	buf             *streamBuffer
 	finSent         atomic.Bool // the data stream's write side was closed
-	localClosed     atomic.Bool // we closed local on purpose
+	gotData         atomic.Bool // a byte came back from the pod
 
-	quit      chan struct{} // closed when run has decided the outcome
-	abortOnce sync.Once
-	wg        sync.WaitGroup
+	// sent keeps what local sent while nothing came back, for a retry;
+	// nil once more than maxReplay was sent. Written by send only, read
+	// after the goroutines ended.
+	sent     []byte
+	localEOF bool        // local finished sending; like sent
+	overflow atomic.Bool // too much was sent, or data came back: no retry
 
-	upC   chan error     // local → pod ended: nil after a clean EOF
-	downC chan error     // pod → local ended: nil after a clean EOF
-	errC  chan errResult // the error stream ended
+	quit     chan struct{} // closed when run has decided the outcome
+	failOnce sync.Once
+	wg       sync.WaitGroup
+
+	upC   chan error // local → pod ended: nil after a clean EOF
+	downC chan error // pod → local ended: nil after a clean end
+
+	errEnd   chan struct{} // closed when the error stream ended; then errFinal holds
+	errFinal error         // nil: the error stream ended empty with a FIN
 }
 
 func (p *pair) headers(streamType string) http.Header {
@@ -133,6 +210,16 @@ func (p *pair) headers(streamType string) http.Header {
 	h.Set(headerRequestID, strconv.FormatUint(p.id, 10))
 	return h
 }
+
+// outcome is how a pair ends for the local connection.
+type outcome int
+
+const (
+	endClean outcome = iota // FIN already sent to local; close it
+	endReset                // drain what arrived, then reset local
+	endLocal                // local itself failed: close it, drop the rest
+	endRetry                // never reached the pod: leave local open
+)
 
 // run opens the streams, copies both ways and decides the outcome.
 func (p *pair) run() error {
@@ -144,19 +231,30 @@ func (p *pair) run() error {
 	// data may follow the SYN_STREAM at once.
 	es, err := c.spdy.CreateStream(p.headers(streamTypeError), nil, false)
 	if err != nil {
-		return fmt.Errorf("forward to port %d: create error stream: %w", p.port, c.streamErr(err))
+		// Nothing was sent. A Conn that cannot open streams (ids used up,
+		// GOAWAY) is only cured by a new one.
+		c.stale("create stream: %v", err)
+		return c.notReached(fmt.Errorf("forward to port %d: create error stream: %w", p.port, c.streamErr(err)), p.rp)
 	}
 	p.errStream = es
+	c.wire.ends.watch(es.Identifier())
+	defer c.wire.ends.forget(es.Identifier())
 	// We never write on the error stream.
 	_ = es.Close()
 	ds, err := c.spdy.CreateStream(p.headers(streamTypeData), nil, false)
 	if err != nil {
+		c.stale("create stream: %v", err)
 		p.wg.Add(1)
 		go p.readErrors() // still owns the error stream's reply
-		p.finish()
-		return fmt.Errorf("forward to port %d: create data stream: %w", p.port, c.streamErr(err))
+		close(p.quit)
+		_ = p.errStream.Reset()
+		p.wg.Wait()
+		p.buf.abort()
+		return c.notReached(fmt.Errorf("forward to port %d: create data stream: %w", p.port, c.streamErr(err)), p.rp)
 	}
 	p.data = ds
+	c.wire.ends.watch(ds.Identifier())
+	defer c.wire.ends.forget(ds.Identifier())
 
 	p.wg.Add(4)
 	go p.readErrors()
@@ -164,9 +262,15 @@ func (p *pair) run() error {
 	go p.deliver()
 	go p.send()
 
-	result := p.wait()
-	p.finish()
-	return result
+	end, err := p.wait()
+	if end == endReset && p.retryable(err) {
+		end = endRetry
+	}
+	p.finish(end)
+	if end == endRetry {
+		return &retryError{err: err, sent: p.sent, eof: p.localEOF}
+	}
+	return err
 }
 
 // streamErr explains a failure to write a stream frame.
@@ -178,109 +282,142 @@ func (c *Conn) streamErr(err error) error {
 }
 
 // wait decides the outcome from the goroutines' reports.
-func (p *pair) wait() error {
-	var upDone, downDone, errDone bool
-	var grace *time.Timer
-	defer func() {
-		if grace != nil {
-			grace.Stop()
-		}
-	}()
-	var graceC <-chan time.Time
+func (p *pair) wait() (outcome, error) {
+	var upDone, downDone bool
+	errEnd := p.errEnd
 	for {
-		if upDone && downDone && errDone {
-			return nil
-		}
-		// Once the data is done both ways, the server gets errorStreamGrace
-		// to close the error stream. (When the error stream ends first, the
-		// data stream's end is on its way: the kubelet closes the error
-		// stream first, and the two travel through different frame
-		// workers.)
-		if graceC == nil && upDone && downDone {
-			grace = time.NewTimer(errorStreamGrace)
-			graceC = grace.C
+		if upDone && downDone {
+			return endClean, nil
 		}
 		select {
 		case err := <-p.upC:
 			upDone = true
 			if err != nil {
-				p.abort()
-				return fmt.Errorf("forward to port %d: local to pod: %w", p.port, err)
+				return p.failed(fmt.Errorf("forward to port %d: local to pod: %w", p.port, err))
 			}
 		case err := <-p.downC:
 			downDone = true
 			if err != nil {
-				p.abort()
-				return fmt.Errorf("forward to port %d: pod to local: %w", p.port, err)
+				if _, local := errors.AsType[*localError](err); !local {
+					err = p.explain(err)
+				}
+				return p.failed(fmt.Errorf("forward to port %d: pod to local: %w", p.port, err))
 			}
-			if errDone && !upDone {
-				// The server is done with this pair and takes no more data:
-				// end the local side too.
-				p.closeLocal()
+			if !upDone {
+				// The pod side finished cleanly and takes no more data:
+				// local got its FIN; end its sending too.
+				p.stopSend()
 			}
-		case r := <-p.errC:
-			errDone = true
-			switch {
-			case r.err != nil:
-				p.abort()
-				return fmt.Errorf("forward to port %d: %w", p.port, r.err)
-			case len(r.msg) > 0:
-				p.abort()
-				return fmt.Errorf("forward to port %d: %w", p.port, &RemoteError{Port: p.port, Message: string(r.msg)})
+		case <-errEnd:
+			errEnd = nil
+			if p.errFinal != nil {
+				return p.failed(fmt.Errorf("forward to port %d: %w", p.port, p.errFinal))
 			}
-			if downDone && !upDone {
-				p.closeLocal()
-			}
-		case <-graceC:
-			// The server did not finish the pair in time; the data is done
-			// as far as it goes, and finish resets the streams.
-			return nil
+			// Clean so far; the data stream's FIN follows (the kubelet
+			// closes the error stream first).
 		case <-p.ctx.Done():
-			p.abort()
-			return fmt.Errorf("forward to port %d: %w", p.port, p.ctx.Err())
+			return p.failed(fmt.Errorf("forward to port %d: %w", p.port, p.ctx.Err()))
 		case <-p.c.Done():
-			p.abort()
-			return fmt.Errorf("forward to port %d: %w", p.port, p.c.Err())
+			return p.failed(fmt.Errorf("forward to port %d: %w", p.port, p.c.Err()))
 		}
 	}
 }
 
-// abort ends the pair early: the pod is told with a reset (even when our
-// FIN already went out, since the pod may still be sending), buffered data
-// is dropped, and the local connection is closed.
-func (p *pair) abort() {
-	p.abortOnce.Do(func() {
-		p.closeLocal()
+// explainWait bounds how long explain waits for the error stream.
+const explainWait = time.Second
+
+// explain returns the error stream's message for a data stream that ended
+// badly, if one comes: the kubelet writes the message and then resets the
+// data stream, and the two travel through different frame workers, so the
+// reset can arrive first. Otherwise it returns err.
+func (p *pair) explain(err error) error {
+	t := time.NewTimer(explainWait)
+	defer t.Stop()
+	select {
+	case <-p.errEnd:
+		if re, ok := errors.AsType[*RemoteError](p.errFinal); ok {
+			return re
+		}
+	case <-t.C:
+	}
+	return err
+}
+
+// failed starts ending the pair after err: the pod is told with a reset,
+// local stops being read, and what arrived keeps going to local (unless
+// local itself failed). It returns the outcome to finish with.
+func (p *pair) failed(err error) (outcome, error) {
+	end := endReset
+	if _, ok := errors.AsType[*localError](err); ok {
+		end = endLocal
+	}
+	p.failOnce.Do(func() {
 		if p.finSent.Load() {
 			// Reset sends nothing once our side is finished; Cancel does.
 			_ = p.data.Cancel()
 		}
 		_ = p.data.Reset()
-		p.buf.abort()
+		p.stopSend()
+		if end == endLocal {
+			p.buf.abort()
+			_ = p.local.Close()
+		}
 	})
+	return end, err
 }
 
-// closeLocal closes the local connection; the goroutines then see their
-// local reads and writes fail and treat that as the end they were told of.
-func (p *pair) closeLocal() {
-	p.localClosed.Store(true)
-	_ = p.local.Close()
+// stopSend makes send's wait for local data return at once, without
+// closing local (which still gets what arrived, or a retry).
+func (p *pair) stopSend() { _ = p.local.SetReadDeadline(time.Now()) }
+
+// retryable reports whether a pair that failed with err never reached the
+// pod, and what local sent is kept, so it can be tried again elsewhere.
+func (p *pair) retryable(err error) bool {
+	if p.overflow.Load() || p.gotData.Load() || p.ctx.Err() != nil {
+		return false
+	}
+	if re, ok := errors.AsType[*RemoteError](err); ok {
+		return re.PodGone()
+	}
+	return errIs(err, ErrLostConnection, ErrClosed, ErrStreamTimeout, ErrProtocol, errStreamReset)
 }
 
-// finish releases everything once the outcome is decided and waits for the
-// pair's goroutines. The data stream is reset before anything waits, so a
-// frame blocked on it cannot stall the connection (PROTOCOL.md 9).
-func (p *pair) finish() {
+// finish ends the pair as decided: it resets both streams (before anything
+// waits, so a frame blocked on them cannot stall the connection,
+// PROTOCOL.md 9), waits for the pair's goroutines, and ends local.
+func (p *pair) finish(end outcome) {
 	close(p.quit)
-	p.closeLocal()
+	if end == endRetry {
+		// Nothing was written to local: drop what little arrived (an
+		// empty buffer, by retryable) and stop delivering.
+		p.buf.abort()
+	}
 	if p.data != nil {
 		_ = p.data.Reset()
 	}
 	// The error stream's write side is closed already, so Reset sends
 	// nothing: it only unblocks our reader and forgets the stream.
 	_ = p.errStream.Reset()
-	p.buf.abort()
+	// After a failure a paused local reader gets every byte that arrived
+	// whenever it reads again; the drain is bounded only once the pair's
+	// owner ends it (the port removed, the session closed), by CloseTimeout.
+	drainCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := context.AfterFunc(p.ctx, func() {
+		_ = p.local.SetWriteDeadline(time.Now().Add(p.c.opts.CloseTimeout))
+		time.AfterFunc(p.c.opts.CloseTimeout, cancel)
+	})
+	defer stop()
 	p.wg.Wait()
+	p.buf.abort() // frees memory and the spill file
+	switch end {
+	case endClean, endLocal:
+		_ = p.local.Close()
+	case endReset:
+		resetAfterSent(drainCtx, p.local)
+	case endRetry:
+		_ = p.local.SetDeadline(time.Time{})
+	}
 }
 
 // lateReplyWait is how long waitReply keeps waiting after the pair has
@@ -296,6 +433,11 @@ const lateReplyWait = time.Second
 // and with it the connection, blocks forever. spdystream offers only a
 // timed wait that a dead connection does not interrupt, so it waits in
 // short steps and checks between them.
+//
+// A server that does not answer within StreamCreationTimeout has stopped
+// opening streams on this connection (containerd 1.6 does after three
+// failed streams): the Conn is marked stale, so the session dials a fresh
+// one, and the pair is retried there.
 func (p *pair) waitReply(s *spdystream.Stream) error {
 	deadline := time.Now().Add(p.c.opts.StreamCreationTimeout)
 	quit := p.quit
@@ -305,6 +447,7 @@ func (p *pair) waitReply(s *spdystream.Stream) error {
 			if quit == nil {
 				return errBufferAborted // nobody is waiting for the answer
 			}
+			p.c.stale("no answer to a new stream within %s", p.c.opts.StreamCreationTimeout)
 			return fmt.Errorf("%w (%s)", ErrStreamTimeout, p.c.opts.StreamCreationTimeout)
 		}
 		err := s.WaitTimeout(step)
@@ -319,7 +462,7 @@ func (p *pair) waitReply(s *spdystream.Stream) error {
 		select {
 		case <-p.c.served:
 			// spdystream's frame workers have all stopped.
-			return p.c.Err()
+			return p.c.endErr()
 		case <-quit:
 			quit = nil
 			deadline = time.Now().Add(lateReplyWait)
@@ -328,12 +471,41 @@ func (p *pair) waitReply(s *spdystream.Stream) error {
 	}
 }
 
+// endCause explains why a stream's reads ended: nil when the server
+// finished it with a FIN, else the end of the Conn or a reset.
+func (p *pair) endCause(s *spdystream.Stream) error {
+	if p.c.wire.ends.finished(s.Identifier()) {
+		return nil
+	}
+	return p.c.endErr()
+}
+
+// endErr explains the end of a stream that the server did not finish:
+// the Conn's end if it ended (the read error that ended it is recorded
+// before spdystream closes the streams), else a reset.
+func (c *Conn) endErr() error {
+	if cause := c.Err(); cause != nil {
+		return cause
+	}
+	if err := c.wire.lastReadErr(); err != nil {
+		return fmt.Errorf("pod %s/%s: %w: read: %v", c.namespace, c.pod, ErrLostConnection, err)
+	}
+	select {
+	case <-c.served:
+		return fmt.Errorf("pod %s/%s: %w: the server ended the connection", c.namespace, c.pod, ErrLostConnection)
+	default:
+	}
+	return errStreamReset
+}
+
 // readErrors reads the error stream to its end. The server writes a
-// message there when forwarding failed; an empty stream means success.
+// message there when forwarding failed; an empty stream that the server
+// finished means success.
 func (p *pair) readErrors() {
 	defer p.wg.Done()
+	defer close(p.errEnd)
 	if err := p.waitReply(p.errStream); err != nil {
-		p.errC <- errResult{err: fmt.Errorf("error stream: %w", err)}
+		p.errFinal = fmt.Errorf("error stream: %w", err)
 		return
 	}
 	var msg []byte
@@ -346,16 +518,19 @@ func (p *pair) readErrors() {
 			msg = append(msg, b[:min(len(b), room)]...)
 		}
 	}
-	if cause := p.c.Err(); cause != nil && len(msg) == 0 {
-		p.errC <- errResult{err: cause}
-		return
+	switch {
+	case len(msg) > 0:
+		p.errFinal = &RemoteError{Port: p.port, Message: string(msg)}
+	default:
+		if err := p.endCause(p.errStream); err != nil {
+			p.errFinal = fmt.Errorf("error stream: %w", err)
+		}
 	}
-	p.errC <- errResult{msg: msg}
 }
 
 // receive moves the data stream's frames into the stream buffer as fast as
 // they arrive, so spdystream's frame worker is never held up by the local
-// connection (until the buffer is full; see streamBuffer).
+// connection (see streamBuffer).
 func (p *pair) receive() {
 	defer p.wg.Done()
 	if err := p.waitReply(p.data); err != nil {
@@ -365,37 +540,30 @@ func (p *pair) receive() {
 	for {
 		b, err := p.data.ReadData()
 		if err != nil {
-			// EOF: the server closed or reset the stream, or the connection
-			// ended; the error stream or the Conn says which.
-			if cause := p.c.Err(); cause != nil {
-				p.buf.closeWrite(cause)
-			} else {
-				p.buf.closeWrite(nil)
-			}
+			// EOF: the server finished or reset the stream, or the
+			// connection ended; endCause tells which.
+			p.buf.closeWrite(p.endCause(p.data))
 			return
 		}
-		if len(b) > 0 && !p.buf.push(b) {
-			return
+		if len(b) > 0 {
+			p.gotData.Store(true)
+			if !p.buf.push(b, p.c.blockedReader) {
+				return
+			}
 		}
 	}
 }
 
-// deliver writes buffered data to the local connection, then half-closes
-// it when the pod's side ended.
+// deliver writes buffered data to the local connection. When the pod's
+// side finished, it half-closes local, but only once the error stream has
+// ended empty too; any other end is reported on downC for wait to decide
+// (finish then resets local, after what was delivered here).
 func (p *pair) deliver() {
 	defer p.wg.Done()
 	for {
-		chunks, err := p.buf.take()
+		bt, err := p.buf.take()
 		if err == io.EOF {
-			if cw, ok := p.local.(interface{ CloseWrite() error }); ok {
-				if err := cw.CloseWrite(); err != nil && !p.localClosed.Load() {
-					p.downC <- fmt.Errorf("half-close local: %w", err)
-					return
-				}
-			} else {
-				p.closeLocal()
-			}
-			p.downC <- nil
+			p.downC <- p.halfCloseLocal()
 			return
 		}
 		if err != nil {
@@ -405,55 +573,118 @@ func (p *pair) deliver() {
 			p.downC <- err
 			return
 		}
-		size := 0
-		for _, c := range chunks {
-			size += len(c)
-		}
-		bufs := net.Buffers(chunks)
+		bufs := net.Buffers(bt.chunks)
 		n, err := bufs.WriteTo(p.local)
 		p.stats.in(int(n))
-		p.buf.release(size)
+		p.buf.release(bt)
 		if err != nil {
-			if p.localClosed.Load() {
-				err = nil
-			}
-			p.downC <- err
+			p.downC <- &localError{fmt.Errorf("write local: %w", err)}
 			return
 		}
 	}
 }
 
+// halfCloseLocal ends the pod → local direction cleanly, if the error
+// stream says it was clean.
+func (p *pair) halfCloseLocal() error {
+	t := time.NewTimer(errorStreamGrace)
+	defer t.Stop()
+	select {
+	case <-p.errEnd:
+		if p.errFinal != nil {
+			return p.errFinal
+		}
+	case <-t.C:
+		return fmt.Errorf("%w: the error stream did not end within %s of the data", errStreamReset, errorStreamGrace)
+	case <-p.quit:
+		return nil
+	}
+	if cw, ok := p.local.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil {
+			return &localError{fmt.Errorf("half-close local: %w", err)}
+		}
+	}
+	// A connection that cannot half-close is closed by finish.
+	return nil
+}
+
 // send copies the local connection to the data stream in frames of up to
-// copyBufferSize, and half-closes the stream at local EOF.
+// copyBufferSize, after what earlier attempts sent, and half-closes the
+// stream at local EOF.
 func (p *pair) send() {
 	defer p.wg.Done()
-	bp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bp)
-	buf := *bp
+	if len(p.rp.sent) > 0 {
+		if err := p.data.WriteData(p.rp.sent, false); err != nil {
+			p.upC <- p.c.streamErr(err)
+			return
+		}
+	}
+	if p.rp.eof {
+		p.upC <- p.closeData()
+		return
+	}
 	for {
-		n, rerr := p.local.Read(buf)
+		// Wait for data before taking a buffer, so that an idle connection
+		// holds none.
+		if err := waitReadable(p.local); err != nil {
+			p.upC <- p.localReadErr(err)
+			return
+		}
+		bp := copyBuffers.Get().(*[]byte)
+		n, rerr := p.local.Read(*bp)
 		if n > 0 {
-			if err := p.data.WriteData(buf[:n], false); err != nil {
+			p.keep((*bp)[:n])
+			err := p.data.WriteData((*bp)[:n], false)
+			copyBuffers.Put(bp)
+			if err != nil {
 				p.upC <- p.c.streamErr(err)
 				return
 			}
 			p.stats.out(n)
+		} else {
+			copyBuffers.Put(bp)
 		}
 		if rerr == io.EOF {
-			p.finSent.Store(true)
-			if err := p.data.Close(); err != nil && !errors.Is(err, spdystream.ErrWriteClosedStream) {
-				p.upC <- p.c.streamErr(err)
-				return
-			}
-			p.upC <- nil
+			p.localEOF = true
+			p.upC <- p.closeData()
 			return
 		}
 		if rerr != nil {
-			if p.localClosed.Load() {
-				rerr = nil
-			}
-			p.upC <- rerr
+			p.upC <- p.localReadErr(rerr)
 			return
 		}
 	}
+}
+
+// keep records b for a retry while nothing has come back from the pod.
+func (p *pair) keep(b []byte) {
+	if p.overflow.Load() || p.gotData.Load() {
+		p.sent = nil
+		p.overflow.Store(true)
+		return
+	}
+	if len(p.sent)+len(b) > maxReplay {
+		p.sent = nil
+		p.overflow.Store(true)
+		return
+	}
+	p.sent = append(p.sent, b...)
+}
+
+// closeData half-closes the data stream: the pod sees EOF.
+func (p *pair) closeData() error {
+	p.finSent.Store(true)
+	if err := p.data.Close(); err != nil && !errors.Is(err, spdystream.ErrWriteClosedStream) {
+		return p.c.streamErr(err)
+	}
+	return nil
+}
+
+// localReadErr classifies a failed local read: the deadline stopSend set
+// is no failure.
+func (p *pair) localReadErr(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return &localError{fmt.Errorf("read local: %w", err)}
 }

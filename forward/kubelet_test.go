@@ -49,6 +49,21 @@ func newFakeKubelet(t testing.TB, targets map[int]string) *fakeKubelet {
 	return k
 }
 
+// target returns where port is forwarded to.
+func (k *fakeKubelet) target(port int) (string, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	addr, ok := k.targets[port]
+	return addr, ok
+}
+
+// setTarget changes where port is forwarded to.
+func (k *fakeKubelet) setTarget(port int, addr string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.targets[port] = addr
+}
+
 // kill closes every upgraded connection, as a dying node or proxy would.
 func (k *fakeKubelet) kill() { k.conns.CloseAll() }
 
@@ -195,7 +210,7 @@ func (h *fakeHandler) forward(p *fakePair, port int) {
 		defer h.wg.Done()
 		io.Copy(io.Discard, p.errs)
 	}()
-	addr, ok := h.k.targets[port]
+	addr, ok := h.k.target(port)
 	var target net.Conn
 	var err error
 	switch {
@@ -213,16 +228,37 @@ func (h *fakeHandler) forward(p *fakePair, port int) {
 		return
 	}
 	defer target.Close()
-	done := make(chan struct{})
+	// Copy both ways as containerd does: when one direction ends, the other
+	// gets a moment to finish, then the pair ends, error stream first and
+	// data stream last (the kubelet's deferred closes), so a client's data
+	// FIN always comes after the error stream's.
+	up, down := make(chan struct{}), make(chan struct{})
 	go func() {
 		io.Copy(target, p.data)
 		target.(*net.TCPConn).CloseWrite()
-		close(done)
+		close(up)
 	}()
-	io.Copy(p.data, target)
-	p.data.Close()
-	<-done
+	go func() {
+		io.Copy(p.data, target)
+		close(down)
+	}()
+	other := down
+	select {
+	case <-up:
+	case <-down:
+		other = up
+	}
+	grace := time.NewTimer(time.Second)
+	select {
+	case <-other:
+	case <-grace.C:
+	}
+	grace.Stop()
 	p.errs.Close()
+	p.data.Close()
+	target.Close()
+	<-up
+	<-down
 }
 
 // testUpgrader upgrades with a plain HTTP/1.1 request over TCP.

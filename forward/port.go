@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tunnels-dev/tunnels/config"
 )
@@ -133,37 +134,67 @@ func (p *Port) serve(ctx context.Context) {
 }
 
 // handle forwards one local connection over the session's current
-// connection, waiting for one if the session is reconnecting.
+// connection, waiting for one if the session is reconnecting. A connection
+// that never reached the pod (the pod was gone, the link dead, the stream
+// unanswered) is not failed: it waits for the session's next connection and
+// is tried again there, with what it had sent, until ConnectWait has passed
+// since it was accepted.
 func (p *Port) handle(ctx context.Context, local net.Conn) {
 	defer p.wg.Done()
 	log := p.s.log.With("local", local.LocalAddr().String(), "remote", p.remote.String())
-	conn, podPort, err := p.s.connFor(ctx, p.remote)
-	if err != nil {
-		_ = local.Close()
-		if ctx.Err() != nil {
-			return
+	stats := counterSet{&p.Stats, &p.s.Stats}
+	stats.start()
+	deadline := time.Now().Add(p.s.opts.ConnectWait)
+	var (
+		rp    replay
+		avoid *Conn
+		err   error
+	)
+	for {
+		var conn *Conn
+		var podPort int
+		conn, podPort, err = p.s.connFor(ctx, p.remote, avoid, deadline)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("closing local connection: no connection to the pod", "err", err)
+			}
+			resetAfterSent(ctx, local)
+			break
 		}
-		p.Stats.Total.Add(1)
-		p.Stats.Failed.Add(1)
-		p.s.Stats.Total.Add(1)
-		p.s.Stats.Failed.Add(1)
-		p.noteErr(err)
-		log.Warn("closing local connection: no connection to the pod", "err", err)
-		return
+		err = conn.forward(ctx, local, podPort, stats, rp)
+		r, retry := errors.AsType[*retryError](err)
+		if !retry {
+			p.afterFailure(conn, err)
+			break
+		}
+		log.Debug("connection did not reach the pod; retrying on the next connection", "err", err)
+		p.afterFailure(conn, r.err)
+		// The retry waits for another connection, so make sure one comes:
+		// a connection that failed a stream this way is not trusted with
+		// new ones (a lost one is being replaced already).
+		conn.stale("a connection failed before reaching the pod: %v", r.err)
+		rp, avoid = replay{sent: r.sent, eof: r.eof}, conn
 	}
-	err = conn.forward(ctx, local, podPort, counterSet{&p.Stats, &p.s.Stats})
-	var remoteErr *RemoteError
+	failed := err != nil && ctx.Err() == nil
+	stats.end(failed)
+	if failed {
+		p.noteErr(err)
+	}
+}
+
+// afterFailure lets the session react to how a connection over conn
+// failed: a pod that is gone needs a new connection, and any other failure
+// inside the pod but a refused connection is a reason to ask the API
+// whether the pod is still the one to use.
+func (p *Port) afterFailure(conn *Conn, err error) {
+	re, ok := errors.AsType[*RemoteError](err)
 	switch {
-	case err == nil, ctx.Err() != nil:
-	case errors.As(err, &remoteErr):
-		p.noteErr(err)
-		if remoteErr.PodGone() {
-			p.s.podGone(conn, err)
-		}
-	case errIs(err, ErrLostConnection, ErrClosed):
-		// The session reports and repairs the connection itself.
-	default:
-		p.noteErr(err)
+	case !ok:
+	case re.PodGone():
+		p.s.podGone(conn, err)
+		p.s.Refresh()
+	case !re.Refused():
+		p.s.Refresh()
 	}
 }
 

@@ -16,6 +16,10 @@ import (
 // Resolved is a session's target resolved to one pod.
 type Resolved struct {
 	Pod string
+	// UID is the pod's UID: a pod re-created under the same name (as a
+	// StatefulSet does) is another pod, and the session redials for it.
+	// Empty if unknown.
+	UID string
 	// Ports holds, for each remote port asked for, its number on Pod, in
 	// the order asked.
 	Ports []int
@@ -23,9 +27,11 @@ type Resolved struct {
 
 // ResolveFunc resolves a session's target to the pod to connect to, and
 // the remote ports (numbers or names, possibly service ports) to port
-// numbers on that pod. A session calls it before every dial, and returns
-// its errors as they are: they should name the target.
-type ResolveFunc func(ctx context.Context, remotes []config.RemotePort) (Resolved, error)
+// numbers on that pod. current is the pod the session is connected to ("" if
+// none), which a resolver should keep while it is still a good choice. A
+// session calls it before every dial and on Refresh, and returns its errors
+// as they are: they should name the target.
+type ResolveFunc func(ctx context.Context, remotes []config.RemotePort, current string) (Resolved, error)
 
 // State is where a session, or one of its ports, stands.
 type State int
@@ -84,8 +90,9 @@ type SessionOptions struct {
 	// Backoff spaces the retries. Default: see Backoff.
 	Backoff Backoff
 	// ConnectWait is how long a local connection accepted while there is
-	// no connection to the pod waits for one before it is closed.
-	// Default 30s.
+	// no connection to the pod waits for one before it is closed, and how
+	// long a connection that never reached the pod keeps being retried on
+	// the next one. Default 30s.
 	ConnectWait time.Duration
 	// FailFast makes Run return the error of the first attempt to resolve
 	// and dial instead of retrying it. Later failures are always retried.
@@ -119,11 +126,14 @@ type Session struct {
 
 	refresh chan struct{} // capacity 1: a pending request to re-resolve
 
+	drains sync.WaitGroup // connections left to drain after a move
+
 	mu         sync.Mutex
 	state      State
 	err        error // why retrying or failed
 	since      time.Time
 	conn       *Conn                     // set only while ready
+	uid        string                    // the pod's UID, while ready
 	podPorts   map[config.RemotePort]int // set only while ready
 	resolveErr error                     // the last refresh failed
 	changed    chan struct{}             // closed and replaced on every change
@@ -193,7 +203,7 @@ func (s *Session) Run(ctx context.Context) error {
 			if s.opts.Permanent != nil && s.opts.Permanent(err) {
 				s.setState(StateFailed, err)
 				s.log.Error("port-forward failed; waiting for a change", "err", err)
-				if !s.wait(ctx, -1) {
+				if s.wait(ctx, -1) == wokeEnded {
 					return nil
 				}
 				attempt = 0
@@ -203,8 +213,11 @@ func (s *Session) Run(ctx context.Context) error {
 			attempt++
 			s.setState(StateRetrying, err)
 			s.log.Warn("connect to pod failed; retrying", "err", err, "delay", delay.Round(time.Millisecond))
-			if !s.wait(ctx, delay) {
+			switch s.wait(ctx, delay) {
+			case wokeEnded:
 				return nil
+			case wokeReachable:
+				attempt = 0
 			}
 			continue
 		}
@@ -215,7 +228,14 @@ func (s *Session) Run(ctx context.Context) error {
 		s.log.Info("connected", "pod", s.opts.Namespace+"/"+res.pod)
 		readyAt := time.Now()
 		lost := s.serveConn(ctx, conn, res)
-		conn.Close()
+		if ctx.Err() != nil || lost {
+			conn.Close()
+		} else {
+			// Moved on (another pod, or a fresh connection): the
+			// connections open on this one finish where they are.
+			s.drains.Add(1)
+			go s.drain(ctx, conn)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -225,17 +245,34 @@ func (s *Session) Run(ctx context.Context) error {
 		if lost {
 			delay := s.opts.Backoff.Delay(attempt, rand.Float64())
 			attempt++
-			if !s.wait(ctx, delay) {
+			switch s.wait(ctx, delay) {
+			case wokeEnded:
 				return nil
+			case wokeReachable:
+				attempt = 0
 			}
 		}
 	}
 }
 
+// drain closes conn once its open connections are done, or the session
+// ends.
+func (s *Session) drain(ctx context.Context, conn *Conn) {
+	defer s.drains.Done()
+	conn.Drain(ctx)
+}
+
 // resolution is a Resolved with its ports keyed by what was asked.
 type resolution struct {
 	pod   string
+	uid   string
 	ports map[config.RemotePort]int
+}
+
+// samePod reports whether r and o name the same pod: the same name, and the
+// same UID when both are known.
+func (r resolution) samePod(o resolution) bool {
+	return r.pod == o.pod && (r.uid == "" || o.uid == "" || r.uid == o.uid)
 }
 
 // connect resolves the target and dials the pod.
@@ -254,7 +291,13 @@ func (s *Session) connect(ctx context.Context) (*Conn, resolution, error) {
 // resolve calls Resolve with the remote ports of every current port.
 func (s *Session) resolve(ctx context.Context) (resolution, error) {
 	remotes := s.remotes()
-	res, err := s.opts.Resolve(ctx, remotes)
+	s.mu.Lock()
+	current := ""
+	if s.conn != nil {
+		current = s.conn.pod
+	}
+	s.mu.Unlock()
+	res, err := s.opts.Resolve(ctx, remotes, current)
 	if err != nil {
 		return resolution{}, err
 	}
@@ -265,7 +308,7 @@ func (s *Session) resolve(ctx context.Context) (resolution, error) {
 	for i, r := range remotes {
 		m[r] = res.Ports[i]
 	}
-	return resolution{pod: res.Pod, ports: m}, nil
+	return resolution{pod: res.Pod, uid: res.UID, ports: m}, nil
 }
 
 // remotes returns the distinct remote ports of the session's ports.
@@ -276,11 +319,15 @@ func (s *Session) remotes() []config.RemotePort {
 }
 
 // serveConn watches the ready connection until it dies (lost is true), the
-// target moves to another pod, or ctx ends.
+// target moves to another pod, the connection goes stale, or ctx ends.
 func (s *Session) serveConn(ctx context.Context, conn *Conn, res resolution) (lost bool) {
 	for {
 		select {
 		case <-ctx.Done():
+			return false
+		case <-conn.Stale():
+			s.log.Warn("connection to pod takes no new streams; dialing a fresh one", "pod", s.opts.Namespace+"/"+res.pod, "err", conn.StaleReason())
+			s.setState(StateConnecting, nil)
 			return false
 		case <-conn.Done():
 			if s.ctx.Err() != nil || ctx.Err() != nil {
@@ -305,8 +352,12 @@ func (s *Session) serveConn(ctx context.Context, conn *Conn, res resolution) (lo
 				s.log.Warn("re-resolve failed; keeping the current pod", "pod", s.opts.Namespace+"/"+res.pod, "err", err)
 				continue
 			}
-			if next.pod != res.pod {
-				s.log.Info("target moved to another pod; reconnecting", "pod", s.opts.Namespace+"/"+next.pod)
+			if !next.samePod(res) {
+				if next.pod == res.pod {
+					s.log.Info("pod was re-created; reconnecting", "pod", s.opts.Namespace+"/"+next.pod)
+				} else {
+					s.log.Info("target moved to another pod; reconnecting", "pod", s.opts.Namespace+"/"+next.pod)
+				}
 				s.setState(StateConnecting, nil)
 				return false
 			}
@@ -332,22 +383,63 @@ func (s *Session) remotesLocked() []config.RemotePort {
 	return rs
 }
 
-// wait waits for delay (forever if negative), a Refresh, or the end of
-// ctx; it returns false when ctx ended.
-func (s *Session) wait(ctx context.Context, delay time.Duration) bool {
+// Prober is implemented by an Upgrader that can tell cheaply whether the
+// API server accepts connections (a TCP dial, say). A session waiting to
+// retry polls it, and retries at once when the server, unreachable before,
+// is reachable again, instead of sleeping out a backoff that grew while the
+// server was down.
+type Prober interface {
+	Reachable(ctx context.Context) error
+}
+
+// probeInterval is how often a waiting session polls its Prober.
+const probeInterval = 250 * time.Millisecond
+
+// wakeReason is why wait returned.
+type wakeReason int
+
+const (
+	wokeEnded     wakeReason = iota // ctx ended
+	wokeTimer                       // the delay passed
+	wokeRefresh                     // Refresh was called
+	wokeReachable                   // the API server is reachable again
+)
+
+// wait waits for delay (forever if negative), a Refresh, the end of ctx,
+// or, during a backoff, the API server coming back (polling the Upgrader's
+// Prober).
+func (s *Session) wait(ctx context.Context, delay time.Duration) wakeReason {
 	var timeout <-chan time.Time
 	if delay >= 0 {
 		t := time.NewTimer(delay)
 		defer t.Stop()
 		timeout = t.C
 	}
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timeout:
-	case <-s.refresh:
+	var probe <-chan time.Time
+	prober, _ := s.opts.Upgrader.(Prober)
+	if prober != nil && delay > 2*probeInterval {
+		t := time.NewTicker(probeInterval)
+		defer t.Stop()
+		probe = t.C
 	}
-	return true
+	down := false
+	for {
+		select {
+		case <-ctx.Done():
+			return wokeEnded
+		case <-timeout:
+			return wokeTimer
+		case <-s.refresh:
+			return wokeRefresh
+		case <-probe:
+			if err := prober.Reachable(ctx); err != nil {
+				down = true
+			} else if down {
+				s.log.Info("API server is reachable again; retrying now")
+				return wokeReachable
+			}
+		}
+	}
 }
 
 // setState records a state other than ready.
@@ -358,7 +450,7 @@ func (s *Session) setState(state State, err error) {
 		return
 	}
 	s.state, s.err, s.since = state, err, time.Now()
-	s.conn, s.podPorts, s.resolveErr = nil, nil, nil
+	s.conn, s.uid, s.podPorts, s.resolveErr = nil, "", nil, nil
 	s.broadcastLocked()
 }
 
@@ -370,7 +462,7 @@ func (s *Session) setReady(conn *Conn, res resolution) bool {
 		return false
 	}
 	s.state, s.err, s.since = StateReady, nil, time.Now()
-	s.conn, s.podPorts, s.resolveErr = conn, res.ports, nil
+	s.conn, s.uid, s.podPorts, s.resolveErr = conn, res.uid, res.ports, nil
 	s.dials++
 	// A port added since the resolve is not in the map yet.
 	for _, r := range s.remotesLocked() {
@@ -406,10 +498,10 @@ func (s *Session) requestRefreshLocked() {
 	}
 }
 
-// connFor waits up to ConnectWait for a ready connection and returns it
-// with the pod's number for remote.
-func (s *Session) connFor(ctx context.Context, remote config.RemotePort) (*Conn, int, error) {
-	timer := time.NewTimer(s.opts.ConnectWait)
+// connFor waits until deadline for a ready connection other than avoid
+// (nil for any) and returns it with the pod's number for remote.
+func (s *Session) connFor(ctx context.Context, remote config.RemotePort, avoid *Conn, deadline time.Time) (*Conn, int, error) {
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	for {
 		s.mu.Lock()
@@ -417,7 +509,7 @@ func (s *Session) connFor(ctx context.Context, remote config.RemotePort) (*Conn,
 			s.mu.Unlock()
 			return nil, 0, fmt.Errorf("session: %w", ErrClosed)
 		}
-		if s.conn != nil && s.conn.Err() == nil {
+		if s.conn != nil && s.conn != avoid && s.conn.Err() == nil {
 			if n, ok := s.podPorts[remote]; ok {
 				conn := s.conn
 				s.mu.Unlock()
@@ -449,14 +541,10 @@ func (s *Session) connFor(ctx context.Context, remote config.RemotePort) (*Conn,
 }
 
 // podGone reacts to a connection failing because the pod is gone: the
-// connection to it is useless, so it is closed and the session redials.
+// connection to it takes no new streams, and the session resolves the
+// target again and dials.
 func (s *Session) podGone(conn *Conn, err error) {
-	s.mu.Lock()
-	current := s.conn == conn
-	s.mu.Unlock()
-	if current {
-		conn.teardown(fmt.Errorf("pod %s/%s: %w: the pod is gone: %w", conn.namespace, conn.pod, ErrLostConnection, err))
-	}
+	conn.stale("the pod is gone: %v", err)
 }
 
 // SessionStatus is a session's state for a status display.
@@ -524,6 +612,8 @@ func (s *Session) Close() error {
 		for _, p := range ports {
 			p.stop()
 		}
+		// The connections left draining end with the session's context.
+		s.drains.Wait()
 	})
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ type fakeResolver struct {
 	gate  chan struct{} // when set, each call waits for a receive
 }
 
-func (r *fakeResolver) resolve(ctx context.Context, remotes []config.RemotePort) (Resolved, error) {
+func (r *fakeResolver) resolve(ctx context.Context, remotes []config.RemotePort, _ string) (Resolved, error) {
 	r.mu.Lock()
 	r.calls++
 	err, gate := r.err, r.gate
@@ -144,10 +145,7 @@ func TestSessionPortsShareOneConnection(t *testing.T) {
 	open.Write([]byte("x"))
 	io.ReadFull(open, make([]byte, 1))
 	s.RemovePort(p80)
-	open.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadAll(open); err != nil {
-		t.Errorf("connection of a removed port not closed: %v", err)
-	}
+	wantReset(t, open, "a connection of the removed port")
 	if c, err := net.Dial("tcp4", p80.Listener().Addrs()[0].String()); err == nil {
 		c.Close()
 		t.Error("removed port still listening")
@@ -242,10 +240,10 @@ func TestSessionPermanentFailureWaitsForRefresh(t *testing.T) {
 	calls := r.count()
 
 	// A connection to a failed session is closed at once.
-	c := dialPort(t, p)
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadAll(c); err != nil {
-		t.Fatalf("connection to a failed session: %v, want it closed", err)
+	if c, err := net.Dial("tcp4", p.Listener().Addrs()[0].String()); err == nil {
+		wantReset(t, c, "a connection to a failed session")
+	} else if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("dial a failed session's port: %v, want it accepted and then reset", err)
 	}
 	eventually(t, "the port to record the failure", func() bool { return errors.Is(p.Status().LastErr, forbidden) })
 	if got := r.count(); got != calls {
@@ -269,13 +267,23 @@ func TestSessionRedialsWhenPodIsGone(t *testing.T) {
 	p80 := addPort(t, s, config.RemotePort{Number: 80})
 	p81 := addPort(t, s, config.RemotePort{Number: 81})
 	checkEcho(t, p80, "up")
+	// A connection told the pod is gone before anything came back is not
+	// failed: the session redials, and the connection, with what it had
+	// sent, is tried again on the new connection, where the (replacement)
+	// pod answers.
 	c := dialPort(t, p81)
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.ReadAll(c)
-	eventually(t, "a redial", func() bool { return k.dialCount() >= 2 && s.Status().State == StateReady })
-	var re *RemoteError
-	if err := p81.Status().LastErr; !errors.As(err, &re) || !re.PodGone() {
-		t.Errorf("port error = %v, want a pod-gone *RemoteError", err)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("sent before")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a redial", func() bool { return k.dialCount() >= 2 })
+	k.setTarget(81, testnet.Echo(t))
+	got := make([]byte, len("sent before"))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "sent before" {
+		t.Fatalf("retried connection read %q, %v; want what it sent first, echoed", got, err)
+	}
+	if st := p81.Status(); st.Stats.Failed != 0 || st.LastErr != nil {
+		t.Errorf("port 81: %d failed, last error %v; want none", st.Stats.Failed, st.LastErr)
 	}
 	checkEcho(t, p80, "after the redial")
 }
@@ -307,10 +315,7 @@ func TestSessionCloseEndsEverything(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("shutdown took %s, want under 2s", took)
 	}
-	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := io.ReadAll(c); err != nil {
-		t.Errorf("open connection not closed at shutdown: %v", err)
-	}
+	wantReset(t, c, "an open connection at shutdown")
 	if st := s.Status(); st.State != StateClosed {
 		t.Errorf("state = %v, want closed", st.State)
 	}

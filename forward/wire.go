@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -26,15 +27,18 @@ const frameHeaderSize = 8
 // writes in several small pieces, goes to the network in one Write.
 type wireConn struct {
 	net.Conn
-	r         *bufio.Reader
-	w         frameWriter
-	bytesRead atomic.Uint64 // read progress, which keepalive counts as life
-	readErr   atomic.Pointer[error]
+	r            *bufio.Reader
+	w            frameWriter
+	bytesRead    atomic.Uint64 // read progress, which keepalive counts as life
+	dataWritten  atomic.Uint64 // DATA frame bytes written, which keepalive counts as life too
+	readErr      atomic.Pointer[error]
+	ends         endTracker // how the server ended each stream
 }
 
 func newWireConn(c net.Conn) *wireConn {
 	wc := &wireConn{Conn: c, r: bufio.NewReaderSize(c, readBufferSize)}
 	wc.w.w = c
+	wc.w.dataWritten = &wc.dataWritten
 	return wc
 }
 
@@ -44,6 +48,7 @@ func newWireConn(c net.Conn) *wireConn {
 func (c *wireConn) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.bytesRead.Add(uint64(n))
+	c.ends.feed(p[:n])
 	if err != nil {
 		c.readErr.CompareAndSwap(nil, &err)
 	}
@@ -76,6 +81,10 @@ type frameWriter struct {
 	w    io.Writer
 	buf  []byte // the frame being collected
 	need int    // the frame's total size once its header is complete
+	// dataWritten, if set, counts the bytes of DATA frames written: the
+	// peer taking our data is a sign of life that control frames (our own
+	// pings) are not.
+	dataWritten *atomic.Uint64
 }
 
 // maxKeptBuffer is the largest buffer kept between frames; a rare larger
@@ -119,7 +128,10 @@ func (f *frameWriter) Write(p []byte) (int, error) {
 
 // flush writes the collected frame and starts the next one.
 func (f *frameWriter) flush() error {
-	_, err := f.w.Write(f.buf)
+	n, err := f.w.Write(f.buf)
+	if f.dataWritten != nil && f.buf[0]&0x80 == 0 {
+		f.dataWritten.Add(uint64(n))
+	}
 	if cap(f.buf) > maxKeptBuffer {
 		f.buf = nil
 	} else {
@@ -127,4 +139,127 @@ func (f *frameWriter) flush() error {
 	}
 	f.need = 0
 	return err
+}
+
+// endTracker follows the frames the server sends, as they are read and
+// before spdystream handles them, and records which streams the server
+// finished with a FIN. spdystream ends a stream's reads with the same EOF
+// whether the server finished it, reset it, or the connection died
+// (PROTOCOL.md 8), so a FIN seen here is the only proof of a clean end:
+// the frame is read here before spdystream queues it, so by the time a
+// reader sees the EOF its FIN, if there was one, is recorded.
+//
+// Only the reading goroutine calls feed; mu guards fins against the
+// stream goroutines that ask.
+type endTracker struct {
+	hdr  [frameHeaderSize]byte
+	nhdr int // bytes of hdr filled
+
+	left int // payload bytes of the current frame still to come
+
+	// A SYN_REPLY or HEADERS frame carrying FIN names its stream in the
+	// first 4 bytes of its payload.
+	idWant bool
+	id     [4]byte
+	nid    int
+
+	mu      sync.Mutex
+	watched map[uint32]bool // stream id → finished, for the streams asked about
+	// early keeps the last FINs of streams not watched yet, in case a FIN
+	// is read before the goroutine that created the stream got to watch
+	// it (a reply needs a round trip, so this is a formality).
+	early  [16]uint32
+	nearly int
+}
+
+// SPDY/3.1 control frame types that can carry FIN for a stream.
+const (
+	typeSynReply = 2
+	typeHeaders  = 8
+	flagFin      = 0x01
+)
+
+// feed follows the frame boundaries in b, the next bytes read.
+func (t *endTracker) feed(b []byte) {
+	for len(b) > 0 {
+		if t.nhdr < frameHeaderSize {
+			k := copy(t.hdr[t.nhdr:], b)
+			t.nhdr += k
+			b = b[k:]
+			if t.nhdr < frameHeaderSize {
+				return
+			}
+			t.startFrame()
+			continue
+		}
+		if t.idWant {
+			k := copy(t.id[t.nid:], b)
+			t.nid += k
+			t.left -= k
+			b = b[k:]
+			if t.nid == len(t.id) {
+				t.idWant = false
+				t.fin(binary.BigEndian.Uint32(t.id[:]) & 0x7fffffff)
+			}
+		} else {
+			k := min(t.left, len(b))
+			t.left -= k
+			b = b[k:]
+		}
+		if t.left <= 0 {
+			t.nhdr, t.idWant = 0, false
+		}
+	}
+}
+
+// startFrame reads a complete frame header.
+func (t *endTracker) startFrame() {
+	flags := t.hdr[4]
+	t.left = int(binary.BigEndian.Uint32(t.hdr[4:8]) & 0xffffff)
+	if t.hdr[0]&0x80 == 0 { // a data frame: the stream id is in the header
+		if flags&flagFin != 0 {
+			t.fin(binary.BigEndian.Uint32(t.hdr[0:4]) & 0x7fffffff)
+		}
+	} else if typ := binary.BigEndian.Uint16(t.hdr[2:4]); (typ == typeSynReply || typ == typeHeaders) && flags&flagFin != 0 && t.left >= len(t.id) {
+		t.idWant, t.nid = true, 0
+	}
+	if t.left == 0 {
+		t.nhdr = 0
+	}
+}
+
+func (t *endTracker) fin(id uint32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.watched[id]; ok {
+		t.watched[id] = true
+		return
+	}
+	t.early[t.nearly%len(t.early)] = id
+	t.nearly++
+}
+
+// watch starts recording how stream id ends; only watched streams are
+// recorded, so a FIN that arrives after forget leaves nothing behind.
+func (t *endTracker) watch(id uint32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.watched == nil {
+		t.watched = map[uint32]bool{}
+	}
+	t.watched[id] = slices.Contains(t.early[:], id) && id != 0
+}
+
+// finished reports whether the server finished stream id with a FIN.
+func (t *endTracker) finished(id uint32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.watched[id]
+}
+
+// forget stops watching stream id.
+func (t *endTracker) forget(id uint32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.watched, id)
 }

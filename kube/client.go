@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -54,6 +55,10 @@ type Client struct {
 	tlsTime time.Duration
 	http    *http.Client
 	tr      *http.Transport
+
+	reachMu  sync.Mutex // guards reachAt and reachErr, and is held while probing
+	reachAt  time.Time
+	reachErr error
 }
 
 // NewClient checks rc and builds a client for it. It reads no file except
@@ -255,3 +260,49 @@ func (c *Client) doOnce(ctx context.Context, path string, query url.Values, info
 }
 
 const userAgent = "tunnels"
+
+// Reachable reports whether the first hop to the API server (its proxy, if
+// one applies, else the server itself) accepts a TCP connection. It sends
+// nothing and costs no credentials, so a caller waiting to retry can poll it
+// to notice at once when a server that was down is back.
+//
+// Many sessions of one client poll at once while the server is down: one
+// dial answers all callers within reachableTTL.
+func (c *Client) Reachable(ctx context.Context) error {
+	c.reachMu.Lock()
+	defer c.reachMu.Unlock()
+	if time.Since(c.reachAt) < reachableTTL {
+		return c.reachErr
+	}
+	c.reachErr = c.reach(ctx)
+	c.reachAt = time.Now()
+	return c.reachErr
+}
+
+// reachableTTL is how long one Reachable answer serves.
+const reachableTTL = 200 * time.Millisecond
+
+func (c *Client) reach(ctx context.Context) error {
+	hop := c.server
+	if p, err := c.proxyFor(nil); err == nil && p != nil {
+		hop = p
+	}
+	port := hop.Port()
+	if port == "" {
+		switch hop.Scheme {
+		case "http":
+			port = "80"
+		case "socks5", "socks5h":
+			port = "1080"
+		default:
+			port = "443"
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	conn, err := c.dialer.DialContext(ctx, "tcp", net.JoinHostPort(hop.Hostname(), port))
+	if err != nil {
+		return fmt.Errorf("reach %s: %w", hop.Host, err)
+	}
+	return conn.Close()
+}

@@ -118,11 +118,10 @@ func runForward(ctx context.Context, e *env, args []string) int {
 	defer client.Close()
 
 	key := config.Session{Context: rc.Context, Namespace: namespace, Target: target}
-	var s *forward.Session
-	s = forward.NewSession(forward.SessionOptions{
+	s := forward.NewSession(forward.SessionOptions{
 		Upgrader:  upgrader{client},
 		Namespace: namespace,
-		Resolve:   resolver(client, key, func() string { return s.Status().Pod }),
+		Resolve:   resolver(client, key),
 		Tunnel:    "forward",
 		Target:    target.String(),
 		Logger:    log.With("context", rc.Context),

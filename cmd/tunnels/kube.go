@@ -10,17 +10,17 @@ import (
 	"github.com/tunnels-dev/tunnels/kube"
 )
 
-// resolver resolves a session's target with the kube client. current
-// returns the pod the session is connected to, if any: a re-resolution keeps
-// it while it is still Ready, so that mapping a newly added port does not
-// move the session's open connections to a newer pod.
-func resolver(c *kube.Client, key config.Session, current func() string) forward.ResolveFunc {
-	return func(ctx context.Context, remotes []config.RemotePort) (forward.Resolved, error) {
-		r, err := c.ResolvePreferring(ctx, key.Namespace, key.Target, remotes, current())
+// resolver resolves a session's target with the kube client. A
+// re-resolution keeps the session's current pod while it is still Ready, so
+// that mapping a newly added port does not move the session's open
+// connections to a newer pod.
+func resolver(c *kube.Client, key config.Session) forward.ResolveFunc {
+	return func(ctx context.Context, remotes []config.RemotePort, current string) (forward.Resolved, error) {
+		r, err := c.ResolvePreferring(ctx, key.Namespace, key.Target, remotes, current)
 		if err != nil {
 			return forward.Resolved{}, err
 		}
-		return forward.Resolved{Pod: r.Pod, Ports: r.Ports}, nil
+		return forward.Resolved{Pod: r.Pod, UID: r.UID, Ports: r.Ports}, nil
 	}
 }
 
@@ -34,3 +34,6 @@ func (u upgrader) Upgrade(ctx context.Context, method, path string, h http.Heade
 	}
 	return conn, conn.Header, nil
 }
+
+// Reachable makes upgrader a forward.Prober.
+func (u upgrader) Reachable(ctx context.Context) error { return u.c.Reachable(ctx) }

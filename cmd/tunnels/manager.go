@@ -195,11 +195,10 @@ func (m *manager) connectSession(se *sessionEntry, spec config.Spec) bool {
 		return false
 	}
 	log := m.log.With("context", key.Context)
-	var s *forward.Session
-	s = forward.NewSession(forward.SessionOptions{
+	s := forward.NewSession(forward.SessionOptions{
 		Upgrader:  upgrader{client},
 		Namespace: key.Namespace,
-		Resolve:   resolver(client, key, func() string { return s.Status().Pod }),
+		Resolve:   resolver(client, key),
 		Tunnel:    spec.Tunnel,
 		Target:    key.Target.String(),
 		Logger:    log,

@@ -33,7 +33,7 @@ func startSession(t testing.TB, k *kubelet, remotes ...int) *session {
 	s := forward.NewSession(forward.SessionOptions{
 		Upgrader:  k.upgrader(t),
 		Namespace: "default",
-		Resolve: func(ctx context.Context, rs []config.RemotePort) (forward.Resolved, error) {
+		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
 			res := forward.Resolved{Pod: "web"}
 			for _, r := range rs {
 				res.Ports = append(res.Ports, r.Number)
@@ -355,7 +355,7 @@ func TestShutdownIsBounded(t *testing.T) {
 	s := forward.NewSession(forward.SessionOptions{
 		Upgrader:  k.upgrader(t),
 		Namespace: "default",
-		Resolve: func(ctx context.Context, rs []config.RemotePort) (forward.Resolved, error) {
+		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
 			return forward.Resolved{Pod: "web", Ports: []int{80}}, nil
 		},
 	})

@@ -1,0 +1,33 @@
+//go:build unix
+
+package forward
+
+import (
+	"errors"
+	"net"
+	"syscall"
+)
+
+// waitReadable waits until c has something to read (data, EOF or an
+// error) without holding a buffer meanwhile, so an idle connection costs no
+// read buffer (the read buffers are pooled and taken only once data is
+// there). It honours c's read deadline. A connection that cannot be polled
+// this way reports readable at once.
+func waitReadable(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var one [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		// A peek that would block means nothing is there yet: return false
+		// and the runtime's poller waits for readability.
+		_, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return !errors.Is(err, syscall.EAGAIN)
+	})
+	return err
+}

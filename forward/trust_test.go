@@ -1,0 +1,327 @@
+package forward
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/spdystream/spdy"
+
+	"github.com/tunnels-dev/tunnels/config"
+	"github.com/tunnels-dev/tunnels/internal/leakcheck"
+	"github.com/tunnels-dev/tunnels/internal/testnet"
+)
+
+// pattern is n bytes that show where a cut or a reordering happened.
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>10)
+	}
+	return b
+}
+
+// blaster serves want to every connection and signals each full write.
+func blaster(t *testing.T, want []byte) (addr string, wrote <-chan struct{}) {
+	done := make(chan struct{}, 16)
+	addr = testnet.Serve(t, func(c *net.TCPConn) {
+		if _, err := c.Write(want); err == nil {
+			done <- struct{}{}
+		}
+		c.CloseWrite()
+		io.Copy(io.Discard, c)
+	})
+	return addr, done
+}
+
+// TestForwardLostConnectionResetsAfterEveryByte: the SPDY connection dies
+// mid-download; the local client gets every byte that had arrived, in
+// order, and then a reset, never a short clean EOF.
+func TestForwardLostConnectionResetsAfterEveryByte(t *testing.T) {
+	leakcheck.Check(t)
+	want := pattern(64 << 20)
+	target, _ := blaster(t, want)
+	k := newFakeKubelet(t, map[int]string{80: target})
+	c := dialFake(t, k, Options{})
+	client, done := startForward(t, c, 80)
+	client.SetDeadline(time.Now().Add(20 * time.Second))
+	head := make([]byte, 1<<20)
+	if _, err := io.ReadFull(client, head); err != nil {
+		t.Fatal(err)
+	}
+	k.kill()
+	rest, err := io.ReadAll(client)
+	got := append(head, rest...)
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("read ended after %d of %d bytes with %v, want a connection reset", len(got), len(want), err)
+	}
+	if len(got) >= len(want) || !bytes.Equal(got, want[:len(got)]) {
+		t.Errorf("got %d bytes, want a strict prefix of the %d sent, intact", len(got), len(want))
+	}
+	if err := waitResult(t, done); !errors.Is(err, ErrLostConnection) {
+		t.Errorf("Forward = %v, want ErrLostConnection", err)
+	}
+}
+
+// TestForwardPausedReaderSparesTheOthers: a local reader that stops
+// reading holds up nothing else on the same SPDY connection; what it did
+// not read waits (spilling to disk) and reaches it whole when it reads.
+func TestForwardPausedReaderSparesTheOthers(t *testing.T) {
+	leakcheck.Check(t)
+	want := pattern(48 << 20)
+	target, wrote := blaster(t, want)
+	k := newFakeKubelet(t, map[int]string{80: target, 81: testnet.Echo(t)})
+	c := dialFake(t, k, Options{StreamBuffer: 64 << 10})
+	paused, pausedDone := startForward(t, c, 80)
+
+	// The pod writes everything although nobody reads it locally: the
+	// frame reader kept going.
+	select {
+	case <-wrote:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the pod's writes stalled behind a paused local reader")
+	}
+	for i := range 20 {
+		other, otherDone := startForward(t, c, 81)
+		if err := testnet.RoundTrip(other, bytes.Repeat([]byte{byte(i)}, 64<<10), echoTimeout); err != nil {
+			t.Fatalf("connection %d beside the paused reader: %v", i, err)
+		}
+		other.CloseWrite()
+		if err := waitResult(t, otherDone); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	paused.SetDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(paused)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("paused reader got %d of %d bytes (%v), want all, intact, then EOF", len(got), len(want), err)
+	}
+	paused.CloseWrite()
+	if err := waitResult(t, pausedDone); err != nil {
+		t.Fatalf("Forward = %v, want nil", err)
+	}
+}
+
+// TestKeepaliveSparesABlockedReader: with spilling off, a paused reader
+// blocks the connection's reads, so pongs cannot arrive; that is local
+// backpressure, not a dead peer, and the connection stays up.
+func TestKeepaliveSparesABlockedReader(t *testing.T) {
+	leakcheck.Check(t)
+	want := pattern(16 << 20)
+	target, _ := blaster(t, want)
+	k := newFakeKubelet(t, map[int]string{80: target})
+	const interval = 200 * time.Millisecond
+	c := dialFake(t, k, Options{PingInterval: interval, StreamBuffer: 64 << 10, SpillLimit: -1})
+	paused, done := startForward(t, c, 80)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.blocked.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream reader never blocked")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-c.Done():
+		t.Fatalf("connection declared dead while its reader was blocked locally: %v", c.Err())
+	case <-time.After(10 * interval):
+	}
+	paused.SetDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(paused)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("paused reader got %d of %d bytes (%v), want all, intact; connection: %v", len(got), len(want), err, c.Err())
+	}
+	paused.CloseWrite()
+	if err := waitResult(t, done); err != nil {
+		t.Fatalf("Forward = %v, want nil", err)
+	}
+}
+
+// TestSessionRetriesAnUnansweredStream: a server that stops answering new
+// streams gets the connection replaced, and the local connection that was
+// waiting is retried on the fresh one with what it had sent.
+func TestSessionRetriesAnUnansweredStream(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
+	k.mu.Lock()
+	k.noReply = true
+	k.mu.Unlock()
+	opts := sessionOptions(k, &fakeResolver{})
+	opts.Conn.StreamCreationTimeout = 200 * time.Millisecond
+	s := runSession(t, opts)
+	p := addPort(t, s, config.RemotePort{Number: 80})
+	eventually(t, "the first connection", func() bool { return s.Status().State == StateReady })
+	k.mu.Lock()
+	k.noReply = false // the next connection answers
+	k.mu.Unlock()
+	checkEcho(t, p, "asked of a server that did not answer")
+	if st := s.Status(); st.Dials != 2 || st.Stats.Failed != 0 {
+		t.Errorf("dials %d, failed connections %d; want 2 and 0", st.Dials, st.Stats.Failed)
+	}
+}
+
+// uidResolver resolves pod "web" with a UID the test changes.
+type uidResolver struct {
+	mu  sync.Mutex
+	uid string
+	pod string
+}
+
+func (r *uidResolver) set(pod, uid string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pod, r.uid = pod, uid
+}
+
+func (r *uidResolver) resolve(_ context.Context, remotes []config.RemotePort, _ string) (Resolved, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := Resolved{Pod: r.pod, UID: r.uid}
+	for _, rp := range remotes {
+		res.Ports = append(res.Ports, rp.Number)
+	}
+	return res, nil
+}
+
+// TestSessionMovesKeepOpenConnections: a pod re-created under its old name
+// (a new UID) or replaced by another pod gets a new connection; connections
+// open on the old one carry on until they end.
+func TestSessionMovesKeepOpenConnections(t *testing.T) {
+	for _, move := range []struct{ name, pod, uid string }{
+		{"same name, new UID", "web", "uid-2"},
+		{"another pod", "web-2", "uid-3"},
+	} {
+		t.Run(move.name, func(t *testing.T) {
+			leakcheck.Check(t)
+			k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
+			r := &uidResolver{pod: "web", uid: "uid-1"}
+			opts := sessionOptions(k, nil)
+			opts.Resolve = r.resolve
+			s := runSession(t, opts)
+			p := addPort(t, s, config.RemotePort{Number: 80})
+			open := dialPort(t, p)
+			open.SetDeadline(time.Now().Add(10 * time.Second))
+			exchange := func(msg string) {
+				t.Helper()
+				if _, err := open.Write([]byte(msg)); err != nil {
+					t.Fatalf("write on the open connection: %v", err)
+				}
+				got := make([]byte, len(msg))
+				if _, err := io.ReadFull(open, got); err != nil || string(got) != msg {
+					t.Fatalf("echo on the open connection = %q, %v; want %q", got, err, msg)
+				}
+			}
+			exchange("before")
+			// The same pod again changes nothing.
+			s.Refresh()
+			checkEcho(t, p, "same pod")
+			if got := k.dialCount(); got != 1 {
+				t.Fatalf("dials = %d after a refresh to the same pod, want 1", got)
+			}
+			r.set(move.pod, move.uid)
+			s.Refresh()
+			eventually(t, "a new connection", func() bool { return k.dialCount() == 2 && s.Status().State == StateReady })
+			if got := s.Status().Pod; got != move.pod {
+				t.Errorf("pod = %q, want %q", got, move.pod)
+			}
+			checkEcho(t, p, "after the move")
+			exchange("still open on the old pod")
+			open.CloseWrite()
+			open.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadAll(open); err != nil {
+				t.Errorf("connection open across the move ended with %v, want a clean EOF", err)
+			}
+		})
+	}
+}
+
+// TestSessionProbeCutsTheBackoff: a session in a long backoff retries as
+// soon as its Prober sees the API server come back.
+func TestSessionProbeCutsTheBackoff(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
+	pr := &probeUpgrader{Upgrader: k.upgrader(), down: true}
+	r := &fakeResolver{}
+	r.set(errors.New("api server down"), nil)
+	opts := sessionOptions(k, r)
+	opts.Upgrader = pr
+	opts.Backoff = Backoff{Initial: time.Hour, Max: time.Hour}
+	s := runSession(t, opts)
+	eventually(t, "the first failure", func() bool { return s.Status().State == StateRetrying })
+	eventually(t, "a failed probe", func() bool { return pr.probes() > 0 })
+	r.set(nil, nil)
+	pr.setDown(false)
+	eventually(t, "ready within a probe of the server's return", func() bool { return s.Status().State == StateReady })
+}
+
+// probeUpgrader is an Upgrader whose Prober the test switches.
+type probeUpgrader struct {
+	Upgrader
+	mu   sync.Mutex
+	down bool
+	n    int
+}
+
+func (p *probeUpgrader) Reachable(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	if p.down {
+		return errors.New("connection refused")
+	}
+	return nil
+}
+
+func (p *probeUpgrader) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+}
+
+func (p *probeUpgrader) probes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
+// TestEndTracker: FINs are recorded for watched streams from frames split
+// anywhere across reads, and control frames without FIN are skipped.
+func TestEndTracker(t *testing.T) {
+	var wire bytes.Buffer
+	framer, err := spdy.NewFramer(&wire, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := append(testFrames(), &spdy.SynReplyFrame{StreamId: 5, CFHeader: spdy.ControlFrameHeader{Flags: spdy.ControlFlagFin}, Headers: http.Header{}})
+	for _, f := range frames {
+		if err := framer.WriteFrame(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A data FIN on stream 1 and a SYN_REPLY FIN on stream 5; stream 3 was
+	// reset, and 7 is not watched.
+	for _, split := range []int{1, 3, 7, 8, 9, 100, wire.Len()} {
+		var tr endTracker
+		tr.watch(1)
+		tr.watch(3)
+		tr.watch(5)
+		b := wire.Bytes()
+		for len(b) > 0 {
+			n := min(split, len(b))
+			tr.feed(b[:n])
+			b = b[n:]
+		}
+		if !tr.finished(1) || tr.finished(3) || !tr.finished(5) {
+			t.Errorf("split %d: finished 1, 3, 5 = %v, %v, %v; want true, false, true", split, tr.finished(1), tr.finished(3), tr.finished(5))
+		}
+		if tr.nhdr != 0 || tr.left != 0 {
+			t.Errorf("split %d: tracker mid-frame after whole frames (%d header bytes, %d left)", split, tr.nhdr, tr.left)
+		}
+	}
+}
