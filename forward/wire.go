@@ -27,12 +27,12 @@ const frameHeaderSize = 8
 // writes in several small pieces, goes to the network in one Write.
 type wireConn struct {
 	net.Conn
-	r            *bufio.Reader
-	w            frameWriter
-	bytesRead    atomic.Uint64 // read progress, which keepalive counts as life
-	dataWritten  atomic.Uint64 // DATA frame bytes written, which keepalive counts as life too
-	readErr      atomic.Pointer[error]
-	ends         endTracker // how the server ended each stream
+	r           *bufio.Reader
+	w           frameWriter
+	bytesRead   atomic.Uint64 // read progress, which keepalive counts as life
+	dataWritten atomic.Uint64 // DATA frame bytes written, which keepalive counts as life too
+	readErr     atomic.Pointer[error]
+	ends        endTracker // how the server ended each stream
 }
 
 func newWireConn(c net.Conn) *wireConn {
