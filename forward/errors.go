@@ -45,14 +45,39 @@ func (e *RemoteError) Refused() bool {
 }
 
 // PodGone reports whether the message says the pod or its sandbox no longer
-// exists on the node, so the target should be resolved again. The kubelet
-// and container runtimes only say so in text; these are the phrases they use.
+// exists on the node (or is being torn down), so the target should be
+// resolved again. The kubelet and the container runtimes say so only in
+// text; these are the phrases containerd and CRI-O use (PROTOCOL.md 8).
+// Text is a weak signal: a session also asks the API whether its pod is
+// still the same Ready pod after any failure that is not a refusal.
 func (e *RemoteError) PodGone() bool {
 	m := strings.ToLower(e.Message)
-	for _, phrase := range []string{"no such container", "failed to find sandbox", "pod not found", "could not find sandbox"} {
-		if strings.Contains(m, phrase) {
+	for _, phrases := range podGonePhrases {
+		if containsAll(m, phrases...) {
 			return true
 		}
 	}
 	return false
+}
+
+// podGonePhrases lists, lowercased, the parts of each runtime message that
+// means the pod's sandbox is gone.
+var podGonePhrases = [][]string{
+	{"failed to find sandbox"},                        // containerd, after removal
+	{"network namespace for sandbox", "closed"},       // containerd, while terminating
+	{"podsandbox with id starting with", "not found"}, // CRI-O, after removal
+	{"could not find sandbox"},                        // CRI-O
+	{"sandbox", "is not running"},                     // CRI-O
+	{"network namespace path of sandbox", "is empty"}, // CRI-O
+	{"no such container"},                             // dockershim, cri-dockerd
+	{"pod not found"},
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }

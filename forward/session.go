@@ -553,6 +553,7 @@ type SessionStatus struct {
 	Err   error     // why retrying or failed
 	Since time.Time // when State was entered
 	Pod   string    // the pod connected to, while ready
+	UID   string    // that pod's UID, if the resolver knew it
 	Dials int       // successful dials so far
 	Stats Snapshot
 }
@@ -563,7 +564,7 @@ func (s *Session) Status() SessionStatus {
 	defer s.mu.Unlock()
 	st := SessionStatus{State: s.state, Err: s.err, Since: s.since, Dials: s.dials, Stats: s.Stats.Snapshot()}
 	if s.conn != nil {
-		st.Pod = s.conn.pod
+		st.Pod, st.UID = s.conn.pod, s.uid
 	}
 	return st
 }

@@ -31,7 +31,8 @@ type refresher interface {
 //   - when the pod it is connected to is deleted, starts terminating or
 //     stops being Ready, so it moves to a replacement before a connection
 //     fails (and again when a pod becomes Ready, if no replacement was
-//     Ready then);
+//     Ready then); pods are told apart by UID, so a pod re-created under
+//     the same name (a StatefulSet's) is a replacement, not the same pod;
 //   - when a pod becomes Ready while the session waits because its target
 //     had no Ready pod, so a waiting tunnel starts at once instead of after
 //     its backoff. Other failures (forbidden, say) keep their backoff.
@@ -41,7 +42,7 @@ type podWatch struct {
 	s         refresher
 	log       *slog.Logger
 
-	ready   map[string]bool // pods seen Running and Ready, kept across re-watches
+	ready   map[string]bool // UIDs of pods seen Running and Ready, kept across re-watches
 	dying   string          // the connected pod, seen going away
 	last    time.Time       // the last refresh asked for
 	pending *time.Timer     // a refresh deferred to the end of refreshInterval
@@ -109,21 +110,31 @@ func (w *podWatch) follow(ctx context.Context, events <-chan kube.PodEvent) (del
 }
 
 func (w *podWatch) handle(ev kube.PodEvent) {
-	name := ev.Pod.Metadata.Name
+	name, uid := ev.Pod.Metadata.Name, ev.Pod.Metadata.UID
 	gone := ev.Type == kube.EventDeleted || ev.Pod.Terminating() || !ev.Pod.Ready()
 	nowReady := !gone && ev.Pod.Running()
-	becameReady := nowReady && !w.ready[name]
+	becameReady := nowReady && !w.ready[uid]
 	if nowReady {
-		w.ready[name] = true
+		w.ready[uid] = true
 	} else {
-		delete(w.ready, name)
+		delete(w.ready, uid)
 	}
 	st := w.s.Status()
 	if w.dying != "" && st.Pod != w.dying {
 		w.dying = "" // the session has moved on
 	}
+	connected := st.State == forward.StateReady && name == st.Pod
+	// A pod under the session's pod's name but with another UID means the
+	// session's pod was deleted and re-created (the deletion's event may
+	// have been missed across a re-watch).
+	recreated := connected && st.UID != "" && uid != st.UID
 	switch {
-	case st.State == forward.StateReady && name == st.Pod && gone:
+	case recreated:
+		w.dying = name
+		if nowReady {
+			w.refresh("pod was re-created under its name", name)
+		}
+	case connected && gone:
 		w.dying = name
 		w.refresh("pod is going away", name)
 	case st.State == forward.StateReady && w.dying != "" && becameReady:
