@@ -126,7 +126,7 @@ type Session struct {
 
 	refresh chan struct{} // capacity 1: a pending request to re-resolve
 
-	drains sync.WaitGroup // connections left to drain after a move
+	drains sync.WaitGroup // connections left to drain after a move; Add under mu, while not closed
 
 	mu         sync.Mutex
 	state      State
@@ -228,13 +228,8 @@ func (s *Session) Run(ctx context.Context) error {
 		s.log.Info("connected", "pod", s.opts.Namespace+"/"+res.pod)
 		readyAt := time.Now()
 		lost := s.serveConn(ctx, conn, res)
-		if ctx.Err() != nil || lost {
+		if ctx.Err() != nil || lost || !s.startDrain(ctx, conn) {
 			conn.Close()
-		} else {
-			// Moved on (another pod, or a fresh connection): the
-			// connections open on this one finish where they are.
-			s.drains.Add(1)
-			go s.drain(ctx, conn)
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -255,8 +250,22 @@ func (s *Session) Run(ctx context.Context) error {
 	}
 }
 
-// drain closes conn once its open connections are done, or the session
-// ends.
+// startDrain leaves conn to the connections open on it, after the session
+// moved on (to another pod, or to a fresh connection), and closes it once
+// they are done; false if the session is closing. The check and the Add
+// share s.mu with Close, so that Close's Wait never races an Add.
+func (s *Session) startDrain(ctx context.Context, conn *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.drains.Add(1)
+	go s.drain(ctx, conn)
+	return true
+}
+
+// drain closes conn once its open connections are done, or ctx ends.
 func (s *Session) drain(ctx context.Context, conn *Conn) {
 	defer s.drains.Done()
 	conn.Drain(ctx)
