@@ -218,6 +218,16 @@ func (c *Conn) StaleReason() string {
 	return ""
 }
 
+// isStale reports whether Stale has fired.
+func (c *Conn) isStale() bool {
+	select {
+	case <-c.staleC:
+		return true
+	default:
+		return false
+	}
+}
+
 // stale marks the connection stale with a reason.
 func (c *Conn) stale(format string, args ...any) {
 	c.staleOnce.Do(func() {

@@ -268,6 +268,12 @@ func (p *pair) run() error {
 	}
 	p.finish(end)
 	if end == endRetry {
+		// Only now has send stopped: if it had to drop what it kept, or
+		// the pod answered after all, a retry would lose or repeat bytes.
+		if p.overflow.Load() || p.gotData.Load() {
+			resetAfterSent(p.ctx, p.local)
+			return err
+		}
 		return &retryError{err: err, sent: p.sent, eof: p.localEOF}
 	}
 	return err

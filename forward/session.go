@@ -518,7 +518,7 @@ func (s *Session) connFor(ctx context.Context, remote config.RemotePort, avoid *
 			s.mu.Unlock()
 			return nil, 0, fmt.Errorf("session: %w", ErrClosed)
 		}
-		if s.conn != nil && s.conn != avoid && s.conn.Err() == nil {
+		if s.conn != nil && s.conn != avoid && s.conn.Err() == nil && !s.conn.isStale() {
 			if n, ok := s.podPorts[remote]; ok {
 				conn := s.conn
 				s.mu.Unlock()
