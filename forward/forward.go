@@ -290,7 +290,7 @@ func (c *Conn) streamErr(err error) error {
 // wait decides the outcome from the goroutines' reports.
 func (p *pair) wait() (outcome, error) {
 	var upDone, downDone bool
-	errEnd := p.errEnd
+	errEnd, connDone := p.errEnd, p.c.Done()
 	for {
 		if upDone && downDone {
 			return endClean, nil
@@ -323,9 +323,26 @@ func (p *pair) wait() (outcome, error) {
 			// closes the error stream first).
 		case <-p.ctx.Done():
 			return p.failed(fmt.Errorf("forward to port %d: %w", p.port, p.ctx.Err()))
-		case <-p.c.Done():
+		case <-connDone:
+			if p.podFinished() {
+				// The pod side ended cleanly before the connection did:
+				// what it sent is all here, and goes out with a FIN.
+				connDone = nil
+				continue
+			}
 			return p.failed(fmt.Errorf("forward to port %d: %w", p.port, p.c.Err()))
 		}
+	}
+}
+
+// podFinished reports whether the server ended the pair cleanly: its error
+// stream ended empty and its data stream with a FIN.
+func (p *pair) podFinished() bool {
+	select {
+	case <-p.errEnd:
+		return p.errFinal == nil && p.c.wire.ends.finished(p.data.Identifier())
+	default:
+		return false
 	}
 }
 

@@ -325,3 +325,38 @@ func TestEndTracker(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardPodFinishedBeforeTheConnectionDied: once the server has ended
+// a pair cleanly, losing the connection takes nothing from a local reader
+// that is behind: it gets every byte and a clean EOF.
+func TestForwardPodFinishedBeforeTheConnectionDied(t *testing.T) {
+	leakcheck.Check(t)
+	want := pattern(8 << 20)
+	target, wrote := blaster(t, want)
+	k := newFakeKubelet(t, map[int]string{80: target})
+	c := dialFake(t, k, Options{})
+	paused, done := startForward(t, c, 80)
+	paused.CloseWrite() // the pair can end as soon as the target is done
+	<-wrote
+	eventually(t, "the server to finish both streams", func() bool {
+		c.wire.ends.mu.Lock()
+		defer c.wire.ends.mu.Unlock()
+		n := 0
+		for _, fin := range c.wire.ends.watched {
+			if fin {
+				n++
+			}
+		}
+		return n == 2
+	})
+	k.kill()
+	<-c.Done()
+	paused.SetDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(paused)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("reader got %d of %d bytes (%v), want all, intact, then a clean EOF", len(got), len(want), err)
+	}
+	if err := waitResult(t, done); err != nil {
+		t.Fatalf("Forward = %v, want nil", err)
+	}
+}
