@@ -79,15 +79,28 @@ type kubelet struct {
 	t       testing.TB
 	srv     *httptest.Server
 	targets map[int32]string // pod port → loopback address
+	// pf, if set, serves every forwarded connection instead of a forwarder
+	// over targets: a runtime scripted by the test.
+	pf portforward.PortForwarder
 
 	conns    testnet.Conns    // every accepted TCP connection, for kill
 	handlers testnet.Handlers // port-forward upgrades served: ServePortForward calls, which outlive hijacking
 }
 
 func newKubelet(t testing.TB, targets map[int32]string) *kubelet {
-	k := &kubelet{t: t, targets: targets}
+	return startKubelet(t, &kubelet{targets: targets}, nil)
+}
+
+// startKubelet starts k, with its listener wrapped by wrap if set; wrap's
+// connections carry the TLS bytes as they go on the wire.
+func startKubelet(t testing.TB, k *kubelet, wrap func(net.Listener) net.Listener) *kubelet {
+	k.t = t
 	k.srv = httptest.NewUnstartedServer(k)
-	k.srv.Listener = &trackingListener{Listener: k.srv.Listener, k: k}
+	var l net.Listener = &trackingListener{Listener: k.srv.Listener, k: k}
+	if wrap != nil {
+		l = wrap(l)
+	}
+	k.srv.Listener = l
 	k.srv.StartTLS()
 	t.Cleanup(func() {
 		k.handlers.Stop()
@@ -146,15 +159,25 @@ func (k *kubelet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer k.handlers.Done()
-	portforward.ServePortForward(w, r, &forwarder{targets: k.targets}, pod, "uid-"+pod, nil, 0, 30*time.Second, portforward.SupportedProtocols)
+	var pf portforward.PortForwarder = &forwarder{targets: k.targets}
+	if k.pf != nil {
+		pf = k.pf
+	}
+	portforward.ServePortForward(w, r, pf, pod, "uid-"+pod, nil, 0, 30*time.Second, portforward.SupportedProtocols)
 }
 
 // forwarder is the PortForwarder a container runtime provides: it dials the
-// port "in the pod" (a loopback target) and copies both ways, propagating
-// each direction's end as a half-close.
+// port "in the pod" (a loopback target) and copies both ways, as containerd
+// does: the client's end reaches the target as a half-close, and once
+// either direction has ended the other gets runtimeGrace to finish before
+// PortForward returns. The kubelet then closes the error stream and then
+// the data stream, so the client's FIN on the data comes last.
 type forwarder struct {
 	targets map[int32]string
 }
+
+// runtimeGrace is containerd's "give a chance to terminate gracefully".
+const runtimeGrace = time.Second
 
 func (f *forwarder) PortForward(ctx context.Context, name, uid string, port int32, stream io.ReadWriteCloser) error {
 	addr, ok := f.targets[port]
@@ -166,16 +189,25 @@ func (f *forwarder) PortForward(ctx context.Context, name, uid string, port int3
 		return err
 	}
 	defer conn.Close()
-	done := make(chan struct{})
+	errs := make(chan error, 2)
 	go func() {
-		defer close(done)
-		io.Copy(conn, stream)
+		_, err := io.Copy(conn, stream)
 		conn.(*net.TCPConn).CloseWrite()
+		errs <- err
 	}()
-	io.Copy(stream, conn)
-	stream.Close() // half-close: the client sees EOF, and may still send
-	<-done
-	return nil
+	go func() {
+		_, err := io.Copy(stream, conn)
+		errs <- err
+	}()
+	err = <-errs
+	grace := time.NewTimer(runtimeGrace)
+	defer grace.Stop()
+	select {
+	case <-errs:
+	case <-grace.C:
+	case <-ctx.Done():
+	}
+	return err
 }
 
 // kubeClient returns package kube's client for the server, over TLS with
