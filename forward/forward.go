@@ -67,6 +67,11 @@ type retryError struct {
 	err  error
 	sent []byte
 	eof  bool
+	// refused: the pod refused the connection. That is final if the pod is
+	// still the one to use; but a pod being replaced refuses too (its app
+	// stopped first), and then the connection belongs on the next pod.
+	// The caller decides, asking the API.
+	refused bool
 }
 
 func (e *retryError) Error() string { return e.err.Error() }
@@ -98,6 +103,8 @@ type replay struct {
 func (c *Conn) Forward(ctx context.Context, local net.Conn, remotePort int) error {
 	err := c.forward(ctx, local, remotePort, nil, replay{})
 	if r, ok := errors.AsType[*retryError](err); ok {
+		// Nothing to retry on here: the connection failed.
+		c.Stats.Failed.Add(1)
 		resetAfterSent(ctx, local)
 		return r.err
 	}
@@ -274,7 +281,8 @@ func (p *pair) run() error {
 			resetAfterSent(p.ctx, p.local)
 			return err
 		}
-		return &retryError{err: err, sent: p.sent, eof: p.localEOF}
+		re, _ := errors.AsType[*RemoteError](err)
+		return &retryError{err: err, sent: p.sent, eof: p.localEOF, refused: re != nil && re.Refused()}
 	}
 	return err
 }
@@ -400,7 +408,7 @@ func (p *pair) retryable(err error) bool {
 		return false
 	}
 	if re, ok := errors.AsType[*RemoteError](err); ok {
-		return re.PodGone()
+		return re.PodGone() || re.Refused()
 	}
 	return errIs(err, ErrLostConnection, ErrClosed, ErrStreamTimeout, ErrProtocol, errStreamReset)
 }

@@ -35,6 +35,8 @@ type fakeKubelet struct {
 	mu sync.Mutex
 	// noReply makes the server never answer streams (for timeouts).
 	noReply bool
+	// podTargets overrides targets for one pod's ports.
+	podTargets map[string]map[int]string
 }
 
 func newFakeKubelet(t testing.TB, targets map[int]string) *fakeKubelet {
@@ -49,12 +51,28 @@ func newFakeKubelet(t testing.TB, targets map[int]string) *fakeKubelet {
 	return k
 }
 
-// target returns where port is forwarded to.
-func (k *fakeKubelet) target(port int) (string, bool) {
+// target returns where port of pod is forwarded to.
+func (k *fakeKubelet) target(pod string, port int) (string, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if addr, ok := k.podTargets[pod][port]; ok {
+		return addr, true
+	}
 	addr, ok := k.targets[port]
 	return addr, ok
+}
+
+// setPodTarget forwards port of pod, and of that pod only, to addr.
+func (k *fakeKubelet) setPodTarget(pod string, port int, addr string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.podTargets == nil {
+		k.podTargets = map[string]map[int]string{}
+	}
+	if k.podTargets[pod] == nil {
+		k.podTargets[pod] = map[int]string{}
+	}
+	k.podTargets[pod][port] = addr
 }
 
 // setTarget changes where port is forwarded to.
@@ -116,7 +134,9 @@ func (k *fakeKubelet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		k.handlers.Done()
 		return
 	}
-	h := &fakeHandler{k: k, conn: sc, pairs: map[string]*fakePair{}}
+	pod := strings.TrimSuffix(r.URL.Path, "/portforward")
+	pod = pod[strings.LastIndex(pod, "/")+1:]
+	h := &fakeHandler{k: k, pod: pod, conn: sc, pairs: map[string]*fakePair{}}
 	go func() {
 		defer k.handlers.Done()
 		sc.Serve(func(s *spdystream.Stream) {
@@ -161,6 +181,7 @@ type fakePair struct {
 
 type fakeHandler struct {
 	k     *fakeKubelet
+	pod   string
 	conn  *spdystream.Connection
 	mu    sync.Mutex
 	pairs map[string]*fakePair
@@ -210,7 +231,7 @@ func (h *fakeHandler) forward(p *fakePair, port int) {
 		defer h.wg.Done()
 		io.Copy(io.Discard, p.errs)
 	}()
-	addr, ok := h.k.target(port)
+	addr, ok := h.k.target(h.pod, port)
 	var target net.Conn
 	var err error
 	switch {

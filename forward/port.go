@@ -163,6 +163,12 @@ func (p *Port) handle(ctx context.Context, local net.Conn) {
 		}
 		err = conn.forward(ctx, local, podPort, stats, rp)
 		r, retry := errors.AsType[*retryError](err)
+		if retry && r.refused && p.s.podStillGood(ctx, conn) {
+			// A genuine refusal: the app in the pod is not listening.
+			err = r.err
+			resetAfterSent(ctx, local)
+			retry = false
+		}
 		if !retry {
 			p.afterFailure(conn, err)
 			break

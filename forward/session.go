@@ -128,6 +128,12 @@ type Session struct {
 
 	drains sync.WaitGroup // connections left to drain after a move; Add under mu, while not closed
 
+	// verifyMu serialises podStillGood, and guards verified and
+	// verifiedAt: the connection whose pod was last found good, and when.
+	verifyMu   sync.Mutex
+	verified   *Conn
+	verifiedAt time.Time
+
 	mu         sync.Mutex
 	state      State
 	err        error // why retrying or failed
@@ -349,6 +355,13 @@ func (s *Session) serveConn(ctx context.Context, conn *Conn, res resolution) (lo
 			s.log.Warn("lost connection to pod; reconnecting", "pod", s.opts.Namespace+"/"+res.pod, "err", err)
 			return true
 		case <-s.refresh:
+			if conn.isStale() {
+				// Staleness won the race with a refresh: handle it first
+				// (the next connect resolves anyway).
+				s.log.Warn("connection to pod takes no new streams; dialing a fresh one", "pod", s.opts.Namespace+"/"+res.pod, "err", conn.StaleReason())
+				s.setState(StateConnecting, nil)
+				return false
+			}
 			next, err := s.resolve(ctx)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -547,6 +560,61 @@ func (s *Session) connFor(ctx context.Context, remote config.RemotePort, avoid *
 			return nil, 0, ctx.Err()
 		}
 	}
+}
+
+// verifyTTL is how long a check that the pod is still the one to use
+// stands for further refused connections: short, since a pod being
+// replaced starts refusing just before it goes, and the pod watch's
+// PodDeleted ends it at once.
+const verifyTTL = 250 * time.Millisecond
+
+// podStillGood reports whether conn's pod is still the pod to use: conn is
+// the current connection and resolving the target again gives the same pod
+// (name and UID). If not, conn is marked stale so that the session moves
+// on. It is asked after a refused connection, which a pod being replaced
+// gives once its app has stopped: then the connection is retried on the
+// next pod instead of failed. Concurrent callers share one resolve, and a
+// positive answer stands for verifyTTL.
+func (s *Session) podStillGood(ctx context.Context, conn *Conn) bool {
+	s.verifyMu.Lock()
+	defer s.verifyMu.Unlock()
+	s.mu.Lock()
+	current, uid := s.conn == conn, s.uid
+	s.mu.Unlock()
+	if !current || conn.Err() != nil || conn.isStale() {
+		return false
+	}
+	if s.verified == conn && time.Since(s.verifiedAt) < verifyTTL {
+		return true
+	}
+	res, err := s.resolve(ctx)
+	if ctx.Err() != nil {
+		return true // shutting down: nothing to retry
+	}
+	if err != nil || !res.samePod(resolution{pod: conn.pod, uid: uid}) {
+		conn.stale("pod %s/%s is no longer the one to use after refusing a connection", conn.namespace, conn.pod)
+		s.Refresh()
+		return false
+	}
+	s.verified, s.verifiedAt = conn, time.Now()
+	return true
+}
+
+// PodDeleted tells the session that pod (with uid, if known) was deleted:
+// if it is the session's pod, its connection takes no new local
+// connections (they wait for the next pod) and the target is resolved
+// again. The pod watch calls it; a pod that is only terminating may still
+// serve, and is left to Refresh.
+func (s *Session) PodDeleted(pod, uid string) {
+	s.mu.Lock()
+	conn := s.conn
+	match := conn != nil && conn.pod == pod && (uid == "" || s.uid == "" || uid == s.uid)
+	s.mu.Unlock()
+	if match {
+		conn.stale("pod %s/%s was deleted", conn.namespace, pod)
+		return
+	}
+	s.Refresh()
 }
 
 // podGone reacts to a connection failing because the pod is gone: the

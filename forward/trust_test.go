@@ -360,3 +360,83 @@ func TestForwardPodFinishedBeforeTheConnectionDied(t *testing.T) {
 		t.Fatalf("Forward = %v, want nil", err)
 	}
 }
+
+// TestSessionRefusedConnections: a refusal from the pod that is still the
+// one to use fails that connection with a reset; a refusal from a pod that
+// was replaced meanwhile (its app stopped first) is retried on the next pod.
+func TestSessionRefusedConnections(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: testnet.ClosedPort(t)})
+	k.setPodTarget("web-2", 80, testnet.Echo(t))
+	r := &uidResolver{pod: "web", uid: "uid-1"}
+	opts := sessionOptions(k, nil)
+	opts.Resolve = r.resolve
+	s := runSession(t, opts)
+	p := addPort(t, s, config.RemotePort{Number: 80})
+	eventually(t, "ready", func() bool { return s.Status().State == StateReady })
+
+	// The pod was replaced, and its app no longer listens.
+	r.set("web-2", "uid-2")
+	c := dialPort(t, p)
+	if err := testnet.RoundTrip(c, []byte("to the replacement"), echoTimeout); err != nil {
+		t.Fatalf("a connection refused by a replaced pod: %v, want it retried on the next pod", err)
+	}
+	if st := p.Status(); st.Stats.Failed != 0 || s.Status().Pod != "web-2" {
+		t.Errorf("after the replacement: %d failed, pod %q; want 0, web-2", st.Stats.Failed, s.Status().Pod)
+	}
+
+	// The pod is still the one to use: a genuine refusal.
+	k.setPodTarget("web-2", 80, testnet.ClosedPort(t))
+	wantReset(t, dialPort(t, p), "a connection the pod refused")
+	eventually(t, "the failure counted", func() bool { return p.Status().Stats.Failed == 1 })
+	if got := k.dialCount(); got != 2 {
+		t.Errorf("dials = %d after a genuine refusal, want 2 (no redial)", got)
+	}
+}
+
+// TestSessionPodDeletedHoldsNewConnections: once its pod is deleted, the
+// session hands out no connection to it; new local connections wait for
+// the next pod.
+func TestSessionPodDeletedHoldsNewConnections(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
+	r := &uidResolver{pod: "web", uid: "uid-1"}
+	var mu sync.Mutex
+	var noPod error
+	opts := sessionOptions(k, nil)
+	opts.Resolve = func(ctx context.Context, remotes []config.RemotePort, current string) (Resolved, error) {
+		mu.Lock()
+		err := noPod
+		mu.Unlock()
+		if err != nil {
+			return Resolved{}, err
+		}
+		return r.resolve(ctx, remotes, current)
+	}
+	opts.Backoff = Backoff{Initial: time.Hour, Max: time.Hour} // only Refresh retries
+	s := runSession(t, opts)
+	p := addPort(t, s, config.RemotePort{Number: 80})
+	eventually(t, "ready", func() bool { return s.Status().State == StateReady })
+
+	mu.Lock()
+	noPod = errors.New("no ready pod")
+	mu.Unlock()
+	s.PodDeleted("web", "uid-1")
+	eventually(t, "the session to leave the deleted pod", func() bool { return s.Status().State == StateRetrying })
+	echoed := make(chan error, 1)
+	go func() { echoed <- testnet.RoundTrip(dialPort(t, p), []byte("waits"), 10*time.Second) }()
+	eventually(t, "the connection to wait", func() bool { return p.Status().Stats.Active == 1 })
+
+	// The replacement is Ready: the pod watch asks for a refresh.
+	mu.Lock()
+	noPod = nil
+	mu.Unlock()
+	r.set("web-2", "uid-2")
+	s.Refresh()
+	if err := <-echoed; err != nil {
+		t.Fatalf("a connection made while the pod was gone: %v", err)
+	}
+	if got := s.Status().Pod; got != "web-2" {
+		t.Errorf("pod = %q, want web-2", got)
+	}
+}

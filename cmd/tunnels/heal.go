@@ -24,6 +24,7 @@ const minWatchGap = time.Second
 type refresher interface {
 	Status() forward.SessionStatus
 	Refresh()
+	PodDeleted(pod, uid string)
 }
 
 // podWatch follows the pods of a session's namespace and asks the session
@@ -134,6 +135,12 @@ func (w *podWatch) handle(ev kube.PodEvent) {
 		if nowReady {
 			w.refresh("pod was re-created under its name", name)
 		}
+	case connected && ev.Type == kube.EventDeleted:
+		// Nothing can serve through a deleted pod: new connections wait
+		// for the next one. Not throttled: the session re-resolves once.
+		w.dying = name
+		w.log.Info("pod was deleted; resolving the target again", "pod", w.namespace+"/"+name)
+		w.s.PodDeleted(name, uid)
 	case connected && gone:
 		w.dying = name
 		w.refresh("pod is going away", name)

@@ -13,10 +13,17 @@ import (
 type fakeRefresher struct {
 	st        forward.SessionStatus
 	refreshes int
+	deleted   int // PodDeleted calls for the session's own pod
 }
 
 func (f *fakeRefresher) Status() forward.SessionStatus { return f.st }
 func (f *fakeRefresher) Refresh()                      { f.refreshes++ }
+func (f *fakeRefresher) PodDeleted(pod, uid string) {
+	if pod == f.st.Pod && uid == f.st.UID {
+		f.deleted++
+	}
+	f.refreshes++
+}
 
 func podEvent(typ, name, uid string, ready bool) kube.PodEvent {
 	p := &kube.Pod{}
