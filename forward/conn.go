@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/moby/spdystream"
@@ -102,6 +103,7 @@ type Conn struct {
 	log            *slog.Logger
 
 	raw  net.Conn
+	tcp  syscall.RawConn // the TCP connection under raw, if it can be reached
 	wire *wireConn
 	spdy *spdystream.Connection
 
@@ -167,6 +169,7 @@ func newConn(raw net.Conn, namespace, pod string, opts Options) (*Conn, error) {
 		log:       opts.Logger.With("tunnel", opts.Tunnel, "pod", namespace+"/"+pod),
 		raw:       raw,
 		wire:      newWireConn(raw),
+		tcp:       rawTCP(raw),
 		served:    make(chan struct{}),
 		staleC:    make(chan struct{}),
 	}
@@ -341,9 +344,10 @@ func (c *Conn) serve(ctx context.Context) {
 // within an interval, while nothing else showed life either, means the
 // connection is dead, so a dead link is noticed within two intervals. Life
 // is any byte read (a pong can queue behind data frames on a busy
-// connection), any byte written (the peer's TCP is taking it), or a stream
-// reader held up by local backpressure (the connection is then not read,
-// so its pong cannot arrive; the peer is not at fault).
+// connection), a steady flow of our bytes acknowledged by the peer (a
+// server busy reading an upload may be slow to pong), or a stream reader
+// held up by local backpressure (the connection is then not read, so its
+// pong cannot arrive; the peer is not at fault).
 func (c *Conn) keepalive(ctx context.Context) {
 	defer c.wg.Done()
 	interval := c.opts.PingInterval
@@ -355,7 +359,7 @@ func (c *Conn) keepalive(ctx context.Context) {
 			return
 		case <-next.C:
 		}
-		seen := c.progress()
+		seen := c.life()
 		pong := make(chan error, 1)
 		c.wg.Add(1)
 		go c.ping(ctx, pong)
@@ -374,7 +378,7 @@ func (c *Conn) keepalive(ctx context.Context) {
 				}
 				break wait
 			case <-deadline.C:
-				if now := c.progress(); now != seen || c.blocked.Load() > 0 {
+				if now := c.life(); now.alive(seen) || c.blocked.Load() > 0 {
 					seen = now
 					deadline.Reset(interval)
 					continue
@@ -387,9 +391,30 @@ func (c *Conn) keepalive(ctx context.Context) {
 	}
 }
 
-// progress sums the bytes read and the DATA bytes written so far.
-func (c *Conn) progress() uint64 {
-	return c.wire.bytesRead.Load() + c.wire.dataWritten.Load()
+// minAckedLife is how many of our bytes the peer must have acknowledged
+// while a pong is awaited for that to count as life. A few kilobytes do
+// not: the kernel of a frozen server acknowledges them until its receive
+// buffer is full. A steady upload does: the server is reading.
+const minAckedLife = 256 << 10
+
+// life is what the keepalive compares between two looks.
+type life struct {
+	read  uint64 // bytes read
+	acked uint64 // our bytes the peer's TCP acknowledged (0 if unknown)
+}
+
+// life returns the connection's signs of life so far.
+func (c *Conn) life() life {
+	l := life{read: c.wire.bytesRead.Load()}
+	if c.tcp != nil {
+		l.acked = tcpAcked(c.tcp)
+	}
+	return l
+}
+
+// alive reports whether now shows life since then.
+func (now life) alive(then life) bool {
+	return now.read != then.read || now.acked-then.acked >= minAckedLife
 }
 
 // ping sends one ping and reports the outcome on pong (buffered). It

@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -36,4 +37,24 @@ func resetAfterSent(ctx context.Context, c net.Conn) {
 	}
 	_ = tc.SetLinger(0)
 	_ = tc.Close()
+}
+
+// rawTCP finds the TCP connection under c, unwrapping TLS and other
+// wrappers that expose NetConn, or returns nil.
+func rawTCP(c net.Conn) syscall.RawConn {
+	for range 8 {
+		switch v := c.(type) {
+		case *net.TCPConn:
+			rc, err := v.SyscallConn()
+			if err != nil {
+				return nil
+			}
+			return rc
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }

@@ -3,6 +3,8 @@ package forward
 import (
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // unsentBytes returns how many bytes written to fd the peer has not
@@ -13,4 +15,16 @@ func unsentBytes(fd uintptr) int {
 		return -1
 	}
 	return int(n)
+}
+
+// tcpAcked returns how many bytes the peer of rc has acknowledged, or 0 if
+// that cannot be told.
+func tcpAcked(rc syscall.RawConn) uint64 {
+	var acked uint64
+	_ = rc.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			acked = info.Bytes_acked
+		}
+	})
+	return acked
 }

@@ -27,18 +27,16 @@ const frameHeaderSize = 8
 // writes in several small pieces, goes to the network in one Write.
 type wireConn struct {
 	net.Conn
-	r           *bufio.Reader
-	w           frameWriter
-	bytesRead   atomic.Uint64 // read progress, which keepalive counts as life
-	dataWritten atomic.Uint64 // DATA frame bytes written, which keepalive counts as life too
-	readErr     atomic.Pointer[error]
-	ends        endTracker // how the server ended each stream
+	r         *bufio.Reader
+	w         frameWriter
+	bytesRead atomic.Uint64 // read progress, which keepalive counts as life
+	readErr   atomic.Pointer[error]
+	ends      endTracker // how the server ended each stream
 }
 
 func newWireConn(c net.Conn) *wireConn {
 	wc := &wireConn{Conn: c, r: bufio.NewReaderSize(c, readBufferSize)}
 	wc.w.w = c
-	wc.w.dataWritten = &wc.dataWritten
 	return wc
 }
 
@@ -81,10 +79,6 @@ type frameWriter struct {
 	w    io.Writer
 	buf  []byte // the frame being collected
 	need int    // the frame's total size once its header is complete
-	// dataWritten, if set, counts the bytes of DATA frames written: the
-	// peer taking our data is a sign of life that control frames (our own
-	// pings) are not.
-	dataWritten *atomic.Uint64
 }
 
 // maxKeptBuffer is the largest buffer kept between frames; a rare larger
@@ -128,10 +122,7 @@ func (f *frameWriter) Write(p []byte) (int, error) {
 
 // flush writes the collected frame and starts the next one.
 func (f *frameWriter) flush() error {
-	n, err := f.w.Write(f.buf)
-	if f.dataWritten != nil && f.buf[0]&0x80 == 0 {
-		f.dataWritten.Add(uint64(n))
-	}
+	_, err := f.w.Write(f.buf)
 	if cap(f.buf) > maxKeptBuffer {
 		f.buf = nil
 	} else {

@@ -30,6 +30,9 @@ func withPending(conn net.Conn, br *bufio.Reader) net.Conn {
 	return pc
 }
 
+// NetConn returns the connection under the pending bytes.
+func (c *pendingConn) NetConn() net.Conn { return c.Conn }
+
 // Read returns the buffered bytes first, then reads the connection.
 func (c *pendingConn) Read(p []byte) (int, error) {
 	if !c.drained.Load() {

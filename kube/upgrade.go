@@ -25,6 +25,10 @@ type UpgradedConn struct {
 	Header http.Header
 }
 
+// NetConn returns the connection UpgradedConn wraps, so that a caller can
+// reach the TCP connection underneath (through tls.Conn's NetConn too).
+func (u *UpgradedConn) NetConn() net.Conn { return u.Conn }
+
 // Upgrade sends an HTTP/1.1 request for path (e.g.
 // /api/v1/namespaces/NS/pods/POD/portforward) with method, header and the
 // client's credentials, and returns the connection once the server answers
