@@ -120,7 +120,7 @@ func (c *Conn) forward(ctx context.Context, local net.Conn, remotePort int, extr
 		return fmt.Errorf("forward to port %d: port out of range 1-65535", remotePort)
 	}
 	if c.ctx.Err() != nil {
-		return c.notReached(fmt.Errorf("forward to port %d: %w", remotePort, c.Err()), rp)
+		return notReached(fmt.Errorf("forward to port %d: %w", remotePort, c.Err()), rp)
 	}
 	c.acquire()
 	defer c.release()
@@ -170,8 +170,8 @@ func (c *Conn) forward(ctx context.Context, local net.Conn, remotePort int, extr
 }
 
 // notReached is the outcome of a connection that could not even start on
-// this Conn: retried when it may be, else reset.
-func (c *Conn) notReached(err error, rp replay) error {
+// a Conn: retried elsewhere when it may be, else reset.
+func notReached(err error, rp replay) error {
 	return &retryError{err: err, sent: rp.sent, eof: rp.eof}
 }
 
@@ -241,7 +241,7 @@ func (p *pair) run() error {
 		// Nothing was sent. A Conn that cannot open streams (ids used up,
 		// GOAWAY) is only cured by a new one.
 		c.stale("create stream: %v", err)
-		return c.notReached(fmt.Errorf("forward to port %d: create error stream: %w", p.port, c.streamErr(err)), p.rp)
+		return notReached(fmt.Errorf("forward to port %d: create error stream: %w", p.port, c.streamErr(err)), p.rp)
 	}
 	p.errStream = es
 	c.wire.ends.watch(es.Identifier())
@@ -257,7 +257,7 @@ func (p *pair) run() error {
 		_ = p.errStream.Reset()
 		p.wg.Wait()
 		p.buf.abort()
-		return c.notReached(fmt.Errorf("forward to port %d: create data stream: %w", p.port, c.streamErr(err)), p.rp)
+		return notReached(fmt.Errorf("forward to port %d: create data stream: %w", p.port, c.streamErr(err)), p.rp)
 	}
 	p.data = ds
 	c.wire.ends.watch(ds.Identifier())

@@ -166,6 +166,7 @@ func (p *Port) handle(ctx context.Context, local net.Conn) {
 		if retry && r.refused && p.s.podStillGood(ctx, conn) {
 			// A genuine refusal: the app in the pod is not listening.
 			err = r.err
+			log.Warn("connection failed in the pod", "err", err)
 			resetAfterSent(ctx, local)
 			retry = false
 		}
