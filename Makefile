@@ -1,6 +1,7 @@
 # tunnels — build, test and try it.
 #
-#   make test          unit tests + end-to-end tests against a real kube-apiserver + kwok (what CI runs)
+#   make test          unit tests + end-to-end tests against a real kube-apiserver, kwok and,
+#                      as root on Linux, a real node (kubelet + containerd + runc) (what CI runs)
 #   make cluster       start (or reuse) a local control plane on loopback for trying tunnels
 #   make cluster-down  stop it
 #   make build         build bin/tunnels
@@ -36,15 +37,22 @@ unit:
 cluster-bin:
 	bash tests/cluster/build.sh
 
+# The real node's tests are skipped where it cannot run (not root, not Linux,
+# no runc or CNI plugins): `clusterctl node` says so in a banner before and
+# after the tests, and fails instead when TUNNELS_REQUIRE_NODE=1 (CI).
 e2e: cluster-bin
+	@$(CLUSTERCTL) node -name test
 	@status=0; \
 	  (cd tests && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...) || status=$$?; \
+	  ($(CLUSTERCTL) node -name test) || status=1; \
 	  if [ -z "$$KEEP_CLUSTER" ] && [ -z "$$TUNNELS_CLUSTER_DIR" ]; then $(CLUSTERCTL) down -name test; fi; \
 	  exit $$status
 
 cluster: cluster-bin
 	$(CLUSTERCTL) up
 
+# cluster-down stops exactly what `make cluster` started, the real node
+# included (its containers, bridge, mounts and cgroups; kernel settings restored).
 cluster-down:
 	$(CLUSTERCTL) down
 

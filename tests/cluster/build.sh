@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kubectl and kwok from the Go module proxy into a
-# version-keyed cache directory outside the repository. A build whose marker
-# matches is skipped, so running this again is cheap.
+# version-keyed cache directory outside the repository, and, where the real
+# node can run (Linux, root), the kubelet and containerd (with its runc shim
+# and ctr). A build whose marker matches is skipped, so running this again is
+# cheap.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.sh
@@ -56,10 +58,12 @@ build_kwok() {
   log "kwok built"
 }
 
-build_kube() {
-  if built kube-apiserver "$K8S_VERSION" && built kubectl "$K8S_VERSION"; then log "kube-apiserver and kubectl $K8S_VERSION cached"; return; fi
-  log "building kube-apiserver and kubectl $K8S_VERSION (5 to 15 minutes cold on 2 cores)"
+# kube_wrapper writes the module that builds kube-apiserver, kubectl and the
+# kubelet from k8s.io/kubernetes, once per version and set of commands.
+kube_wrapper() {
   local d="$work/kube"; mkdir -p "$d"
+  local want="$K8S_VERSION kube-apiserver kubectl kubelet"
+  [ "$(cat "$d/.ready" 2>/dev/null)" = "$want" ] && return
   local kmod
   kmod=$(go mod download -json k8s.io/kubernetes@"$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   {
@@ -89,9 +93,18 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   (cd "$d" && go mod tidy)
+  echo "$want" >"$d/.ready"
+}
+
+build_kube() {
+  if built kube-apiserver "$K8S_VERSION" && built kubectl "$K8S_VERSION"; then log "kube-apiserver and kubectl $K8S_VERSION cached"; return; fi
+  log "building kube-apiserver and kubectl $K8S_VERSION (5 to 15 minutes cold on 2 cores)"
+  kube_wrapper
+  local d="$work/kube"
   log "modules resolved; compiling kube-apiserver"
   (cd "$d" && go build -ldflags "$ldflags" -o "$BIN_DIR/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
   mv "$BIN_DIR/kube-apiserver.tmp" "$BIN_DIR/kube-apiserver"; mark kube-apiserver "$K8S_VERSION"
@@ -101,10 +114,46 @@ GO
   log "kubectl built"
 }
 
+# The real node runs only as root on Linux; elsewhere its tests are skipped,
+# so its binaries are not worth minutes of building (unless CI demands it).
+node_wanted() {
+  [ "$(uname -s)" = Linux ] && { [ "$(id -u)" = 0 ] || [ "${TUNNELS_REQUIRE_NODE:-}" = 1 ]; }
+}
+
+build_kubelet() {
+  built kubelet "$K8S_VERSION" && { log "kubelet $K8S_VERSION cached"; return; }
+  log "building the kubelet $K8S_VERSION (2 minutes after kube-apiserver, 6 to 7 with an empty build cache)"
+  kube_wrapper
+  (cd "$work/kube" && go build -ldflags "$ldflags" -o "$BIN_DIR/kubelet.tmp" k8s.io/kubernetes/cmd/kubelet)
+  mv "$BIN_DIR/kubelet.tmp" "$BIN_DIR/kubelet"; mark kubelet "$K8S_VERSION"
+  log "kubelet built"
+}
+
+build_containerd() {
+  if built containerd "$CONTAINERD_VERSION" && built containerd-shim-runc-v2 "$CONTAINERD_VERSION" && built ctr "$CONTAINERD_VERSION"; then
+    log "containerd $CONTAINERD_VERSION cached"; return
+  fi
+  log "building containerd $CONTAINERD_VERSION, its runc shim and ctr (about 2 minutes cold)"
+  # containerd's module has no replace directives, so go install works. The
+  # tags leave out the snapshotters that need C libraries or kernel modules.
+  local m=github.com/containerd/containerd/v2
+  GOBIN="$BIN_DIR" go install -tags "no_btrfs no_devmapper no_zfs no_aufs urfave_cli_no_docs" \
+    -ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION" \
+    "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION"
+  for b in containerd containerd-shim-runc-v2 ctr; do mark "$b" "$CONTAINERD_VERSION"; done
+  log "containerd built"
+}
+
 start=$(date +%s)
 build_etcd
 build_kwok
 build_kube
+if node_wanted; then
+  build_kubelet
+  build_containerd
+else
+  log "NOT building the kubelet and containerd: the real node needs Linux and root; its tests will be skipped"
+fi
 # kwok's CRDs and stages ship in its module; keep a copy beside the binaries.
 kdir=$(GOFLAGS= go mod download -json sigs.k8s.io/kwok@"$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
 rm -rf "$BIN_DIR/../kwok-assets"; mkdir -p "$BIN_DIR/../kwok-assets"

@@ -4,6 +4,7 @@
 //	clusterctl up   [-dir DIR]   build if needed, start or reuse, print how to use it
 //	clusterctl down [-dir DIR]   stop exactly the processes `up` started
 //	clusterctl env  [-dir DIR]   print KUBECONFIG=... for the admin user
+//	clusterctl node [-dir DIR]   say whether the real node runs (or can), loudly if not
 package main
 
 import (
@@ -19,7 +20,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: clusterctl up|down|env|build [-name NAME] [-dir DIR]")
+		fmt.Fprintln(os.Stderr, "usage: clusterctl up|down|env|build|node [-name NAME] [-dir DIR]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
@@ -48,6 +49,11 @@ func main() {
 		fmt.Printf("  admin:   export KUBECONFIG=%s\n", st.Kubeconfig("admin"))
 		fmt.Printf("  limited: %s (namespace %s only)\n", st.Kubeconfig("limited"), cluster.LimitedNamespace)
 		fmt.Printf("  kubectl: %s/kubectl\n", st.BinDir)
+		if st.Node != nil {
+			fmt.Printf("  node:    %s, a real kubelet + containerd (images %s, %s; imagePullPolicy: Never)\n", cluster.RealNodeName, cluster.PodServerImage, cluster.PauseImage)
+		} else {
+			fmt.Printf("  node:    no real node (%s)\n", st.NodeError)
+		}
 		fmt.Printf("  stop:    make cluster-down\n")
 	case "down":
 		if err := cluster.Down(*dir, o); err != nil {
@@ -57,6 +63,8 @@ func main() {
 		if err := demo(ctx, *dir); err != nil {
 			fail(err)
 		}
+	case "node":
+		os.Exit(nodeReport(ctx, *dir))
 	case "env":
 		st, err := cluster.Load(*dir)
 		if err != nil {

@@ -42,6 +42,10 @@ type State struct {
 	PIDs         map[string]int `json:"pids"`
 	LimitedToken string         `json:"limitedToken"`
 	Started      time.Time      `json:"started"`
+	// Node is the real node (kubelet, containerd, runc) next to kwok, nil
+	// when it could not start; NodeError then says why.
+	Node      *NodeState `json:"node,omitempty"`
+	NodeError string     `json:"nodeError,omitempty"`
 }
 
 // Kubeconfig returns the path of the kubeconfig for user (admin, limited,
@@ -60,6 +64,9 @@ type Options struct {
 	// RepoRoot is the tunnels checkout, for tests/cluster/build.sh. Empty:
 	// found from this source file's location.
 	RepoRoot string
+	// NoNode starts no real node, whatever the machine supports: for a
+	// test's private cluster (see StartPrivate).
+	NoNode bool
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -219,6 +226,13 @@ func (st *State) healthy(ctx context.Context) error {
 	for _, name := range order {
 		if !alive(st.PIDs[name], name) {
 			return fmt.Errorf("%s (pid %d) is not running", name, st.PIDs[name])
+		}
+	}
+	if st.Node != nil {
+		for _, name := range []string{"containerd", "kubelet"} {
+			if !alive(st.PIDs[name], name) {
+				return fmt.Errorf("%s of the real node (pid %d) is not running", name, st.PIDs[name])
+			}
 		}
 	}
 	c, err := st.httpClient("admin")
@@ -395,7 +409,8 @@ func boot(ctx context.Context, dir, bin string, o *Options) (*State, error) {
 	o.logf("starting kwok (kubelet API on 127.0.0.1:%d)", st.KwokPort)
 	if err := st.start("kwok", []string{
 		"--kubeconfig=" + st.Kubeconfig("kwok"), "--config=" + kwokCfg,
-		"--manage-all-nodes=true", "--node-ip=127.0.0.1", "--node-port=" + strconv.Itoa(st.KwokPort),
+		// Only the fake node: the real node's kubelet owns its node and pods.
+		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake", "--node-ip=127.0.0.1", "--node-port=" + strconv.Itoa(st.KwokPort),
 		"--server-address=127.0.0.1:" + strconv.Itoa(st.KwokPort),
 		"--tls-cert-file=" + p.path("kwok-serving.crt"), "--tls-private-key-file=" + p.path("kwok-serving.key"),
 		"--enable-crds=PortForward,ClusterPortForward",
@@ -416,6 +431,16 @@ func boot(ctx context.Context, dir, bin string, o *Options) (*State, error) {
 		return nil
 	}); err != nil {
 		return st, fmt.Errorf("kwok did not make node %s Ready (see %s): %w", NodeName, st.logPath("kwok"), err)
+	}
+	if o.NoNode {
+		st.NodeError = "started without a real node (Options.NoNode)"
+	} else if err := st.startNode(ctx, p, o); err != nil {
+		if requireNode() {
+			return st, fmt.Errorf("start the real node (%s=1 makes it required): %w", RequireNodeEnv, err)
+		}
+		st.stopNode(o)
+		st.Node, st.NodeError = nil, err.Error()
+		o.logf("WITHOUT THE REAL NODE: %v; its tests will be skipped (set %s=1 to make this an error)", err, RequireNodeEnv)
 	}
 	b, _ := json.MarshalIndent(st, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
@@ -448,8 +473,9 @@ func kwokConfig(stageDir string) ([]byte, error) {
 func (st *State) logPath(name string) string { return filepath.Join(st.Dir, "logs", name+".log") }
 
 // start launches a control-plane binary in its own session so it outlives
-// the process that started it (a test binary, or `make cluster`).
-func (st *State) start(name string, args []string) error {
+// the process that started it (a test binary, or `make cluster`), with env
+// added to its environment.
+func (st *State) start(name string, args []string, env ...string) error {
 	logf, err := os.OpenFile(st.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open %s log: %w", name, err)
@@ -464,6 +490,7 @@ func (st *State) start(name string, args []string) error {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
@@ -519,8 +546,10 @@ func poll(ctx context.Context, timeout time.Duration, f func() error) error {
 	}
 }
 
-// stop ends the recorded processes in reverse start order, waiting for each.
+// stop ends the recorded processes in reverse start order, waiting for each:
+// the real node first, while the apiserver still answers its kubelet.
 func stop(st *State, o *Options) {
+	st.stopNode(o)
 	for i := len(order) - 1; i >= 0; i-- {
 		name := order[i]
 		pid := st.PIDs[name]
