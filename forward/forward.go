@@ -67,11 +67,12 @@ type retryError struct {
 	err  error
 	sent []byte
 	eof  bool
-	// refused: the pod refused the connection. That is final if the pod is
-	// still the one to use; but a pod being replaced refuses too (its app
-	// stopped first), and then the connection belongs on the next pod.
-	// The caller decides, asking the API.
-	refused bool
+	// verify: the runtime failed the connection inside the pod (refused,
+	// reset while connecting, ...). That is final if the pod is still the
+	// one to use; but a pod being replaced fails connections too (its app
+	// stopped first), and then the connection belongs on the next pod. The
+	// caller decides, asking the API.
+	verify bool
 }
 
 func (e *retryError) Error() string { return e.err.Error() }
@@ -128,19 +129,20 @@ func (c *Conn) forward(ctx context.Context, local net.Conn, remotePort int, extr
 	c.Stats.Active.Add(1)
 	c.Stats.Total.Add(1)
 	p := &pair{
-		c:      c,
-		ctx:    ctx,
-		local:  local,
-		port:   remotePort,
-		id:     c.nextRequestID.Add(1) - 1,
-		stats:  stats,
-		buf:    newStreamBuffer(c.opts.StreamBuffer, c.opts.SpillLimit),
-		rp:     rp,
-		quit:   make(chan struct{}),
-		upC:    make(chan error, 1),
-		downC:  make(chan error, 1),
-		errEnd: make(chan struct{}),
-		remote: strconv.Itoa(remotePort),
+		c:        c,
+		ctx:      ctx,
+		local:    local,
+		port:     remotePort,
+		id:       c.nextRequestID.Add(1) - 1,
+		stats:    stats,
+		buf:      newStreamBuffer(c.opts.StreamBuffer, c.opts.SpillLimit),
+		rp:       rp,
+		quit:     make(chan struct{}),
+		upC:      make(chan error, 1),
+		downC:    make(chan error, 1),
+		errEnd:   make(chan struct{}),
+		recvDone: make(chan struct{}),
+		remote:   strconv.Itoa(remotePort),
 	}
 	if rp.sent != nil {
 		p.sent = append(make([]byte, 0, len(rp.sent)), rp.sent...)
@@ -206,6 +208,7 @@ type pair struct {
 	upC   chan error // local → pod ended: nil after a clean EOF
 	downC chan error // pod → local ended: nil after a clean end
 
+	recvDone chan struct{} // closed when receive has returned
 	errEnd   chan struct{} // closed when the error stream ended; then errFinal holds
 	errFinal error         // nil: the error stream ended empty with a FIN
 }
@@ -282,7 +285,7 @@ func (p *pair) run() error {
 			return err
 		}
 		re, _ := errors.AsType[*RemoteError](err)
-		return &retryError{err: err, sent: p.sent, eof: p.localEOF, refused: re != nil && re.Refused()}
+		return &retryError{err: err, sent: p.sent, eof: p.localEOF, verify: re != nil && !re.PodGone()}
 	}
 	return err
 }
@@ -383,6 +386,19 @@ func (p *pair) failed(err error) (outcome, error) {
 		end = endLocal
 	}
 	p.failOnce.Do(func() {
+		if end == endReset && p.serverFailed(err) {
+			// The kubelet writes its message and then resets the data
+			// stream, after the data it had sent: let that data in (frames
+			// already read are still queued in spdystream, and a reset of
+			// ours would drop them) before resetting it ourselves.
+			t := time.NewTimer(explainWait)
+			select {
+			case <-p.recvDone:
+			case <-t.C:
+			case <-p.ctx.Done():
+			}
+			t.Stop()
+		}
 		if p.finSent.Load() {
 			// Reset sends nothing once our side is finished; Cancel does.
 			_ = p.data.Cancel()
@@ -397,6 +413,16 @@ func (p *pair) failed(err error) (outcome, error) {
 	return end, err
 }
 
+// serverFailed reports whether err is the server's report of a failure (a
+// message on the error stream, or a stream it reset), not the end of the
+// connection, the pair's owner or the local side.
+func (p *pair) serverFailed(err error) bool {
+	if _, ok := errors.AsType[*RemoteError](err); ok {
+		return true
+	}
+	return errors.Is(err, errStreamReset)
+}
+
 // stopSend makes send's wait for local data return at once, without
 // closing local (which still gets what arrived, or a retry).
 func (p *pair) stopSend() { _ = p.local.SetReadDeadline(time.Now()) }
@@ -407,8 +433,8 @@ func (p *pair) retryable(err error) bool {
 	if p.overflow.Load() || p.gotData.Load() || p.ctx.Err() != nil {
 		return false
 	}
-	if re, ok := errors.AsType[*RemoteError](err); ok {
-		return re.PodGone() || re.Refused()
+	if _, ok := errors.AsType[*RemoteError](err); ok {
+		return true // a pod-gone message, or else verified by the caller
 	}
 	return errIs(err, ErrLostConnection, ErrClosed, ErrStreamTimeout, ErrProtocol, errStreamReset)
 }
@@ -564,6 +590,7 @@ func (p *pair) readErrors() {
 // connection (see streamBuffer).
 func (p *pair) receive() {
 	defer p.wg.Done()
+	defer close(p.recvDone)
 	if err := p.waitReply(p.data); err != nil {
 		p.buf.closeWrite(fmt.Errorf("data stream: %w", err))
 		return

@@ -163,8 +163,8 @@ func (p *Port) handle(ctx context.Context, local net.Conn) {
 		}
 		err = conn.forward(ctx, local, podPort, stats, rp)
 		r, retry := errors.AsType[*retryError](err)
-		if retry && r.refused && p.s.podStillGood(ctx, conn) {
-			// A genuine refusal: the app in the pod is not listening.
+		if retry && r.verify && p.s.podStillGood(ctx, conn) {
+			// A genuine failure in the pod (its app is not listening, say).
 			err = r.err
 			log.Warn("connection failed in the pod", "err", err)
 			resetAfterSent(ctx, local)
