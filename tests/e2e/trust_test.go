@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -37,10 +36,10 @@ import (
 // client's half-close on nor ends the stream when the target alone closes;
 // see shared/CLUSTER.md.)
 const (
-	cmdDownload = 'D' // downloadSize bytes of pattern(seedDownload)
+	cmdDownload = 'D' // downloadSize bytes of testnet.Stream(seedDownload)
 	cmdEcho     = 'E' // reads echoSize bytes and sends them back
-	cmdReply    = 'R' // replySize bytes: the app's name, then pattern(seedReply)
-	cmdTrickle  = 'T' // 4 KiB of pattern(seedTrickle) every 10 ms, for two minutes
+	cmdReply    = 'R' // replySize bytes: the app's name, then testnet.Stream(seedReply)
+	cmdTrickle  = 'T' // 4 KiB of testnet.Stream(seedTrickle) every 10 ms, for two minutes
 )
 
 const (
@@ -53,14 +52,6 @@ const (
 	seedReply    = 2
 	seedTrickle  = 3
 )
-
-// pattern returns n pseudo-random bytes from seed, the same for the same
-// seed.
-func pattern(seed uint64, n int64) io.Reader {
-	var s [32]byte
-	s[0] = byte(seed)
-	return io.LimitReader(rand.NewChaCha8(s), n)
-}
 
 // podApp is the application "in the pod": a loopback server that kwok
 // routes the pod's port to.
@@ -121,7 +112,7 @@ func (a *podApp) handle(c *net.TCPConn) {
 	}
 	switch cmd[0] {
 	case cmdDownload:
-		io.Copy(c, pattern(seedDownload, downloadSize))
+		io.Copy(c, testnet.Stream(seedDownload, downloadSize))
 	case cmdEcho:
 		buf := make([]byte, echoSize)
 		if _, err := io.ReadFull(c, buf); err == nil {
@@ -130,10 +121,10 @@ func (a *podApp) handle(c *net.TCPConn) {
 	case cmdReply:
 		name := fmt.Sprintf("%-*s", nameSize, a.name)
 		if _, err := io.WriteString(c, name); err == nil {
-			io.Copy(c, pattern(seedReply, replySize-nameSize))
+			io.Copy(c, testnet.Stream(seedReply, replySize-nameSize))
 		}
 	case cmdTrickle:
-		src := pattern(seedTrickle, 1<<30)
+		src := testnet.Stream(seedTrickle, 1<<30)
 		buf := make([]byte, 4<<10)
 		for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); {
 			io.ReadFull(src, buf)
@@ -141,56 +132,6 @@ func (a *podApp) handle(c *net.TCPConn) {
 				return
 			}
 			time.Sleep(10 * time.Millisecond) // the app's pace, not synchronisation
-		}
-	}
-}
-
-// checker reads a connection that carries pattern(seed, size) and checks
-// every byte.
-type checker struct {
-	ref       io.Reader
-	buf, want []byte
-	n         int64 // bytes received and checked
-}
-
-func newChecker(seed uint64, size int64) *checker {
-	return &checker{ref: pattern(seed, size), buf: make([]byte, 64<<10), want: make([]byte, 64<<10)}
-}
-
-func (k *checker) read(c net.Conn, max int64) error {
-	n, err := c.Read(k.buf[:min(int64(len(k.buf)), max)])
-	if n > 0 {
-		m, _ := io.ReadFull(k.ref, k.want[:n])
-		if m < n {
-			return fmt.Errorf("%d bytes more than the %d sent", n-m, k.n+int64(m))
-		}
-		if !bytes.Equal(k.buf[:n], k.want[:n]) {
-			return fmt.Errorf("the bytes at offset %d differ from what was sent", k.n)
-		}
-		k.n += int64(n)
-	}
-	return err
-}
-
-// readN reads until n bytes in all have arrived.
-func (k *checker) readN(c net.Conn, n int64) error {
-	for k.n < n {
-		if err := k.read(c, n-k.n); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// readToEnd reads until c ends: nil for a clean EOF, else the error that
-// ended it.
-func (k *checker) readToEnd(c net.Conn) error {
-	for {
-		if err := k.read(c, int64(len(k.buf))); err != nil {
-			if err == io.EOF {
-				return nil
-			}
-			return err
 		}
 	}
 }
@@ -252,7 +193,7 @@ func requestReply(addr string, timeout time.Duration) replyResult {
 	case len(b) > replySize:
 		r.outcome, r.err = replyBad, errors.New("more bytes than the reply")
 	default:
-		want, _ := io.ReadAll(pattern(seedReply, replySize-nameSize))
+		want, _ := io.ReadAll(testnet.Stream(seedReply, replySize-nameSize))
 		if !bytes.Equal(b[nameSize:], want) {
 			r.outcome, r.err = replyBad, errors.New("the reply's bytes differ")
 			break
@@ -321,12 +262,12 @@ func pausedReader(t *testing.T, addr string, pause time.Duration) pausedResult {
 	if err := sendRequest(a, []byte{cmdDownload}); err != nil {
 		t.Fatalf("A: %v", err)
 	}
-	got := newChecker(seedDownload, downloadSize)
-	if err := got.readN(a, 1<<20); err != nil {
+	got := testnet.NewChecker(seedDownload, downloadSize)
+	if err := got.ReadN(a, 1<<20); err != nil {
 		t.Fatalf("A: read the first MiB: %v", err)
 	}
 
-	data, _ := io.ReadAll(pattern(9, echoSize))
+	data, _ := io.ReadAll(testnet.Stream(9, echoSize))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	tick := time.NewTicker(500 * time.Millisecond)
@@ -356,8 +297,8 @@ loop:
 	wg.Wait()
 
 	a.SetDeadline(time.Now().Add(3 * time.Minute))
-	res.aErr = got.readToEnd(a)
-	res.aGot = got.n
+	res.aErr = got.ReadToEnd(a)
+	res.aGot = got.N
 	return res
 }
 
@@ -552,16 +493,16 @@ func TestTrustAPIServerRestart(t *testing.T) {
 		if err := sendRequest(inFlight, []byte{cmdTrickle}); err != nil {
 			t.Fatalf("round %d: in-flight connection: %v", round, err)
 		}
-		got := newChecker(seedTrickle, 1<<30)
-		if err := got.readN(inFlight, 64<<10); err != nil {
+		got := testnet.NewChecker(seedTrickle, 1<<30)
+		if err := got.ReadN(inFlight, 64<<10); err != nil {
 			t.Fatalf("round %d: in-flight connection: %v", round, err)
 		}
 
 		pc.KillAPIServer()
 		killed := time.Now()
-		err = got.readToEnd(inFlight)
+		err = got.ReadToEnd(inFlight)
 		if !errors.Is(err, syscall.ECONNRESET) {
-			t.Errorf("round %d: the connection in flight when the kube-apiserver died got %d bytes, then %s; want a reset (ECONNRESET)", round, got.n, ending(err))
+			t.Errorf("round %d: the connection in flight when the kube-apiserver died got %d bytes, then %s; want a reset (ECONNRESET)", round, got.N, ending(err))
 		}
 		p.waitStatus("the tunnel to see the kube-apiserver gone", func(d *statusDoc) bool {
 			r, ok := d.row("web", "80")

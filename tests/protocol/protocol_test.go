@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -70,26 +69,18 @@ func (ss *session) dial(t testing.TB, remote int) *net.TCPConn {
 // hundreds run at once under the race detector.
 const echoTimeout = 60 * time.Second
 
-// stream returns n pseudo-random bytes from seed, the same for the same seed.
-func stream(seed uint64, n int64) io.Reader {
-	var s [32]byte
-	s[0] = byte(seed)
-	s[1] = byte(seed >> 8)
-	return io.LimitReader(rand.NewChaCha8(s), n)
-}
-
 func TestTransferBothWaysAtOnce(t *testing.T) {
 	checkLeaks(t)
 	size := int64(256 << 20)
 	if testing.Short() {
 		size = 16 << 20
 	}
-	// The target sends size bytes of stream(2) while it hashes what it
+	// The target sends size bytes of Stream(2) while it hashes what it
 	// receives; after both, it sends the 32-byte digest of what it got.
 	target := testnet.Serve(t, func(c *net.TCPConn) {
 		sent := make(chan error, 1)
 		go func() {
-			_, err := io.Copy(c, stream(2, size))
+			_, err := io.Copy(c, testnet.Stream(2, size))
 			sent <- err
 		}()
 		h := sha256.New()
@@ -108,7 +99,7 @@ func TestTransferBothWaysAtOnce(t *testing.T) {
 	upHash := sha256.New()
 	sendErr := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(c, io.TeeReader(stream(1, size), upHash))
+		_, err := io.Copy(c, io.TeeReader(testnet.Stream(1, size), upHash))
 		if err == nil {
 			err = c.CloseWrite()
 		}
@@ -128,7 +119,7 @@ func TestTransferBothWaysAtOnce(t *testing.T) {
 	elapsed := time.Since(start)
 
 	wantDown := sha256.New()
-	io.Copy(wantDown, stream(2, size))
+	io.Copy(wantDown, testnet.Stream(2, size))
 	if !bytes.Equal(downHash.Sum(nil), wantDown.Sum(nil)) {
 		t.Error("SHA-256 of the data received differs from what the target sent")
 	}
@@ -153,7 +144,7 @@ func TestConcurrentConnections(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			data, _ := io.ReadAll(stream(uint64(100+i), 32<<10+int64(i)))
+			data, _ := io.ReadAll(testnet.Stream(uint64(100+i), 32<<10+int64(i)))
 			if err := testnet.RoundTrip(c, data, echoTimeout); err != nil {
 				errs <- fmt.Errorf("connection %d: %w", i, err)
 			}

@@ -71,7 +71,7 @@ func TestLostConnectionResetsLocal(t *testing.T) {
 			ss := startTrustSession(t, proxyUpgrader(t, k, proxy), forward.Options{}, 80)
 			c := ss.dial(t, 80)
 			c.SetDeadline(time.Now().Add(time.Minute))
-			got := newChecker(11, size)
+			got := testnet.NewChecker(11, size)
 
 			if tt.paused > 0 {
 				waitFor(t, pf.written, 10*time.Second, "the kubelet to write the whole download (tunnels stopped reading its connection while a local reader was paused?)")
@@ -85,20 +85,20 @@ func TestLostConnectionResetsLocal(t *testing.T) {
 					return nil
 				})
 				proxy.cut(false)
-				err := got.readToEnd(c)
-				wantReset(t, got.n, err, size)
+				err := got.ReadToEnd(c)
+				wantReset(t, got.N, err, size)
 				return
 			}
 
-			if err := got.readN(c, cutAt); err != nil {
+			if err := got.ReadN(c, cutAt); err != nil {
 				t.Fatalf("read the first %d bytes: %v", cutAt, err)
 			}
 			proxy.cut(tt.rst)
-			err := got.readToEnd(c)
-			if got.n >= size {
-				t.Fatalf("the whole download (%d bytes) arrived; the cut came too late to test anything", got.n)
+			err := got.ReadToEnd(c)
+			if got.N >= size {
+				t.Fatalf("the whole download (%d bytes) arrived; the cut came too late to test anything", got.N)
 			}
-			wantReset(t, got.n, err, -1)
+			wantReset(t, got.N, err, -1)
 		})
 	}
 }
@@ -137,9 +137,9 @@ func TestRemoteErrorAfterDataResetsLocal(t *testing.T) {
 				waitFor(t, pf.written, 10*time.Second, "the runtime to write its data and fail")
 				time.Sleep(tt.pause) // the scenario: a reader that is slow when the failure comes
 			}
-			got := newChecker(12, size)
-			err := got.readToEnd(c)
-			wantReset(t, got.n, err, size)
+			got := testnet.NewChecker(12, size)
+			err := got.ReadToEnd(c)
+			wantReset(t, got.N, err, size)
 
 			// The failure is reported, and it failed that connection alone.
 			poll(t, 5*time.Second, func() error {
@@ -178,7 +178,7 @@ func TestPausedReaderDoesNotStallOthers(t *testing.T) {
 		minRatio = 0.8
 	)
 	source := testnet.Serve(t, func(c *net.TCPConn) {
-		io.Copy(c, stream(21, size))
+		io.Copy(c, testnet.Stream(21, size))
 		c.CloseWrite()
 		io.Copy(io.Discard, c)
 	})
@@ -212,8 +212,8 @@ func TestPausedReaderDoesNotStallOthers(t *testing.T) {
 	// containerd, would end the download a second after it.
 	a := ss.dial(t, 80)
 	a.SetDeadline(time.Now().Add(pause + 2*time.Minute))
-	got := newChecker(21, size)
-	if err := got.readN(a, 1<<20); err != nil {
+	got := testnet.NewChecker(21, size)
+	if err := got.ReadN(a, 1<<20); err != nil {
 		t.Fatalf("paused reader: read the first MiB: %v", err)
 	}
 	before = snapshot(fs)
@@ -223,8 +223,8 @@ func TestPausedReaderDoesNotStallOthers(t *testing.T) {
 	rec.phase.Store(3)
 	stopFlows()
 
-	if err := got.readToEnd(a); err != nil || got.n != size {
-		t.Errorf("paused reader: got %d of %d bytes after its pause, then %v; want all of them and a clean EOF", got.n, size, describe(err))
+	if err := got.ReadToEnd(a); err != nil || got.N != size {
+		t.Errorf("paused reader: got %d of %d bytes after its pause, then %v; want all of them and a clean EOF", got.N, size, describe(err))
 	}
 	for i, f := range fs {
 		if err := f.firstErr(); err != nil {
@@ -275,7 +275,7 @@ func TestKeepaliveTellsBusyFromDead(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			checkLeaks(t)
 			source := testnet.Serve(t, func(c *net.TCPConn) {
-				io.Copy(c, stream(31, size))
+				io.Copy(c, testnet.Stream(31, size))
 				c.CloseWrite()
 				io.Copy(io.Discard, c)
 			})
@@ -350,8 +350,8 @@ func TestKeepaliveTellsBusyFromDead(t *testing.T) {
 
 			a := ss.dial(t, 80)
 			a.SetDeadline(time.Now().Add(2 * time.Minute))
-			got := newChecker(31, size)
-			if err := got.readN(a, 1<<20); err != nil {
+			got := testnet.NewChecker(31, size)
+			if err := got.ReadN(a, 1<<20); err != nil {
 				t.Fatalf("read the first MiB: %v", err)
 			}
 			// Watch every change of the session during the pause.
@@ -373,8 +373,8 @@ func TestKeepaliveTellsBusyFromDead(t *testing.T) {
 			if len(seen) > 0 {
 				t.Errorf("the session changed while a reader was paused: %v; want it ready on its first connection throughout", seen)
 			}
-			if err := got.readToEnd(a); err != nil || got.n != size {
-				t.Errorf("paused reader: got %d of %d bytes, then %v; want all of them and a clean EOF", got.n, size, describe(err))
+			if err := got.ReadToEnd(a); err != nil || got.N != size {
+				t.Errorf("paused reader: got %d of %d bytes, then %v; want all of them and a clean EOF", got.N, size, describe(err))
 			}
 			echo("after the pause")
 			if n := k.dialCount(); n != 1 {
@@ -433,7 +433,7 @@ func proxyUpgrader(t testing.TB, k *kubelet, proxy *linkProxy) forward.Upgrader 
 }
 
 // scriptForwarder is a container runtime that plays a script instead of
-// dialing a port in the pod: it writes size bytes of stream(seed) to the
+// dialing a port in the pod: it writes size bytes of testnet.Stream(seed) to the
 // connection, in 32 KiB frames as the kubelet's io.Copy does, and reports
 // that on written. Then it returns fail if set (so the kubelet writes it on
 // the error stream and resets both streams); otherwise it waits for the
@@ -447,7 +447,7 @@ type scriptForwarder struct {
 }
 
 func (f *scriptForwarder) PortForward(ctx context.Context, name, uid string, port int32, s io.ReadWriteCloser) error {
-	if _, err := io.Copy(s, stream(f.seed, f.size)); err != nil {
+	if _, err := io.Copy(s, testnet.Stream(f.seed, f.size)); err != nil {
 		return err
 	}
 	select {
@@ -605,57 +605,6 @@ func (p *linkProxy) freeze() {
 	}
 }
 
-// checker reads a connection that carries stream(seed, size) and checks
-// every byte.
-type checker struct {
-	ref       io.Reader
-	buf, want []byte
-	n         int64 // bytes received and checked
-}
-
-func newChecker(seed uint64, size int64) *checker {
-	return &checker{ref: stream(seed, size), buf: make([]byte, 64<<10), want: make([]byte, 64<<10)}
-}
-
-// read reads once from c into at most max bytes and checks them.
-func (k *checker) read(c net.Conn, max int64) error {
-	n, err := c.Read(k.buf[:min(int64(len(k.buf)), max)])
-	if n > 0 {
-		m, _ := io.ReadFull(k.ref, k.want[:n])
-		if m < n {
-			return fmt.Errorf("%d bytes more than the %d sent", n-m, k.n+int64(m))
-		}
-		if !bytes.Equal(k.buf[:n], k.want[:n]) {
-			return fmt.Errorf("the bytes at offset %d differ from what was sent", k.n)
-		}
-		k.n += int64(n)
-	}
-	return err
-}
-
-// readN reads until n bytes in all have arrived.
-func (k *checker) readN(c net.Conn, n int64) error {
-	for k.n < n {
-		if err := k.read(c, n-k.n); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// readToEnd reads until c ends: nil for a clean EOF, else the error that
-// ended it.
-func (k *checker) readToEnd(c net.Conn) error {
-	for {
-		if err := k.read(c, int64(len(k.buf))); err != nil {
-			if err == io.EOF {
-				return nil
-			}
-			return err
-		}
-	}
-}
-
 // wantReset checks that a local connection ended with a TCP reset after
 // it got want bytes (any number if want < 0).
 func wantReset(t *testing.T, got int64, err error, want int64) {
@@ -721,7 +670,7 @@ type flow struct {
 }
 
 func (f *flow) run(stop <-chan struct{}) {
-	data, _ := io.ReadAll(stream(uint64(100+f.id), int64(f.chunk)))
+	data, _ := io.ReadAll(testnet.Stream(uint64(100+f.id), int64(f.chunk)))
 	tick := time.NewTicker(f.every)
 	defer tick.Stop()
 	var kept *net.TCPConn
