@@ -28,10 +28,13 @@ type session struct {
 	ports map[int]*forward.Port
 }
 
-func startSession(t testing.TB, k *kubelet, remotes ...int) *session {
+// startTrustSession runs a forward.Session to pod "web" through up, with
+// conn as its connection options and one local port (127.0.0.1, a free
+// port) per remote port.
+func startTrustSession(t testing.TB, up forward.Upgrader, conn forward.Options, remotes ...int) *session {
 	t.Helper()
 	s := forward.NewSession(forward.SessionOptions{
-		Upgrader:  k.upgrader(t),
+		Upgrader:  up,
 		Namespace: "default",
 		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
 			res := forward.Resolved{Pod: "web"}
@@ -41,6 +44,7 @@ func startSession(t testing.TB, k *kubelet, remotes ...int) *session {
 			return res, nil
 		},
 		Target:  "pod/web",
+		Conn:    conn,
 		Backoff: forward.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond},
 	})
 	ss := &session{s: s, ports: map[int]*forward.Port{}}
@@ -57,6 +61,11 @@ func startSession(t testing.TB, k *kubelet, remotes ...int) *session {
 	}
 	testrun.Background(t, s.Run)
 	return ss
+}
+
+func startSession(t testing.TB, k *kubelet, remotes ...int) *session {
+	t.Helper()
+	return startTrustSession(t, k.upgrader(t), forward.Options{}, remotes...)
 }
 
 // dial connects to the local port forwarding to remote.

@@ -13,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/forward"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
-	"github.com/tunnels-dev/tunnels/internal/testrun"
 	"github.com/tunnels-dev/tunnels/kube"
 )
 
@@ -382,41 +380,6 @@ func TestKeepaliveTellsBusyFromDead(t *testing.T) {
 			}
 		})
 	}
-}
-
-// startTrustSession runs a forward.Session to pod "web" through up, with
-// conn as its connection options and one local port (127.0.0.1, a free
-// port) per remote port.
-func startTrustSession(t testing.TB, up forward.Upgrader, conn forward.Options, remotes ...int) *session {
-	t.Helper()
-	s := forward.NewSession(forward.SessionOptions{
-		Upgrader:  up,
-		Namespace: "default",
-		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
-			res := forward.Resolved{Pod: "web"}
-			for _, r := range rs {
-				res.Ports = append(res.Ports, r.Number)
-			}
-			return res, nil
-		},
-		Target:  "pod/web",
-		Conn:    conn,
-		Backoff: forward.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond},
-	})
-	ss := &session{s: s, ports: map[int]*forward.Port{}}
-	for _, r := range remotes {
-		l, err := forward.Listen([]string{"127.0.0.1"}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := s.AddPort(l, config.RemotePort{Number: r})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ss.ports[r] = p
-	}
-	testrun.Background(t, s.Run)
-	return ss
 }
 
 // proxyUpgrader returns package kube's client for k, reached through
