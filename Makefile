@@ -11,7 +11,7 @@ GOFLAGS   ?=
 TEST_TIMEOUT ?= 60m
 CLUSTERCTL = cd tests && $(GO) run ./cluster/clusterctl
 
-.PHONY: all build test lint unit e2e cluster-bin cluster cluster-down fuzz demo bench
+.PHONY: all build test lint unit e2e smoke cluster-bin cluster cluster-down fuzz demo bench
 
 all: build
 
@@ -44,9 +44,19 @@ e2e: cluster-bin
 	@$(CLUSTERCTL) node -name test
 	@status=0; \
 	  (cd tests && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...) || status=$$?; \
+	  $(MAKE) --no-print-directory smoke || status=1; \
 	  ($(CLUSTERCTL) node -name test) || status=1; \
 	  if [ -z "$$KEEP_CLUSTER" ] && [ -z "$$TUNNELS_CLUSTER_DIR" ]; then $(CLUSTERCTL) down -name test; fi; \
 	  exit $$status
+
+# smoke runs every other command the README offers, briefly, so that none
+# breaks unnoticed: each fuzzer for a few seconds, each benchmark once, and
+# the demo brought up, fetched through its tunnels and stopped (on the test
+# cluster, which `make e2e` runs it on before stopping that cluster).
+smoke:
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(MAKE) --no-print-directory bench BENCH_SMOKE=1
+	DEMO_CHECK=1 DEMO_CLUSTER=test bash tests/cluster/demo.sh
 
 cluster: cluster-bin
 	$(CLUSTERCTL) up
@@ -56,17 +66,33 @@ cluster: cluster-bin
 cluster-down:
 	$(CLUSTERCTL) down
 
+# fuzz runs each fuzzer for FUZZTIME. -fuzz takes a regexp that must match
+# exactly one fuzz test, so each name is anchored (FuzzParse alone would also
+# match FuzzParsePortSpec, and go test refuses to fuzz two).
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzParsePortSpec -fuzztime=30s ./config
-	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./config
+	$(GO) test -run='^$$' -fuzz='^FuzzParsePortSpec$$' -fuzztime=$(FUZZTIME) ./config
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./config
 
 demo:
 	bash tests/cluster/demo.sh
 
 # bench prints ratios and latencies measured in the same run (nothing here
 # asserts a time): tunnels against client-go on the kubelet's server code,
-# save-to-accepting over 100 edits, and 100 tunnels to all listening.
+# the client memory of 1,000 idle connections, save-to-accepting over 100
+# edits, and 100 tunnels to all listening. BENCH_SMOKE=1 runs each benchmark
+# once, which `make test` does so that none of them breaks unnoticed.
+ifdef BENCH_SMOKE
+BENCH_PROTOCOL = 1x
+BENCH_SAVES = 1x
+BENCH_HUNDRED = 1x
+else
+BENCH_PROTOCOL = 20x
+BENCH_SAVES = 100x
+BENCH_HUNDRED = 5x
+endif
 bench: cluster-bin
-	cd tests && $(GO) test -run '^$$' -bench . -benchtime 20x ./protocol
-	cd tests && $(GO) test -run '^$$' -bench UpSaveToAccept -benchtime 100x ./e2e
-	cd tests && $(GO) test -run '^$$' -bench UpHundredTunnels -benchtime 5x ./e2e
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./forward
+	cd tests && $(GO) test -run '^$$' -bench . -benchtime $(BENCH_PROTOCOL) ./protocol
+	cd tests && $(GO) test -run '^$$' -bench UpSaveToAccept -benchtime $(BENCH_SAVES) ./e2e
+	cd tests && $(GO) test -run '^$$' -bench UpHundredTunnels -benchtime $(BENCH_HUNDRED) ./e2e
