@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 )
 
 // errBufferAborted is what a streamBuffer returns once aborted.
@@ -22,8 +23,8 @@ var spillBuffers = sync.Pool{New: func() any { b := make([]byte, spillReadSize);
 // connection. See the package documentation for why this, and not flow
 // control, is the answer.
 //
-// Up to mem bytes are kept in memory. Past that, what arrives is appended
-// to a spill file (created on first use in os.TempDir, unlinked at once, so
+// Up to mem bytes are kept in memory. Past that, if the local reader takes
+// nothing within spillAfter, what arrives is appended to a spill file (created on first use in os.TempDir, unlinked at once, so
 // nothing is left behind even on a crash), up to spill bytes; only past
 // that does push block, and with it the connection, as with client-go. The
 // file is read back in order once the local reader drains the memory part,
@@ -63,15 +64,34 @@ type batch struct {
 	pooled *[]byte // a buffer from spillBuffers, read back from the file
 }
 
-// push appends p, which the buffer then owns. It spills to disk once the
-// memory part is full and waits only while the spill file is full too (or
-// cannot be used). It returns false once the buffer was aborted. onBlock,
-// if not nil, is called with true before push waits and false after.
+// spillAfter is how long a push into a full memory buffer waits for the
+// local reader to take something before it starts spilling to disk. A
+// reader that is only slower than the pod keeps the stream in memory, at
+// its own pace (spilling costs two copies through the page cache); one
+// that stopped reading is spilled for, so that it holds nothing else up
+// for longer than this.
+const spillAfter = 20 * time.Millisecond
+
+// push appends p, which the buffer then owns. Once the memory part is full
+// it waits up to spillAfter for the reader, then spills to disk, and waits
+// without end only while the spill file is full too (or cannot be used).
+// It returns false once the buffer was aborted. onBlock, if not nil, is
+// called with true before push waits without end and false after.
 func (b *streamBuffer) push(p []byte, onBlock func(bool)) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	var (
+		graceEnd time.Time
+		grace    *time.Timer
+	)
+	defer func() {
+		if grace != nil {
+			grace.Stop()
+		}
+	}()
 	for !b.aborted {
 		spilling := b.fileW > b.fileR
+		canSpill := b.fileErr == nil && b.fileW-b.fileR+int64(len(p)) <= b.spill
 		switch {
 		case !spilling && b.memSize < b.mem:
 			// One frame may overshoot the limit by its own size.
@@ -79,7 +99,17 @@ func (b *streamBuffer) push(p []byte, onBlock func(bool)) bool {
 			b.memSize += int64(len(p))
 			b.cond.Broadcast()
 			return true
-		case b.fileErr == nil && b.fileW-b.fileR+int64(len(p)) <= b.spill:
+		case canSpill && !spilling && graceEnd.IsZero():
+			graceEnd = time.Now().Add(spillAfter)
+			grace = time.AfterFunc(spillAfter, func() {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				b.cond.Broadcast()
+			})
+			b.cond.Wait()
+		case canSpill && !spilling && time.Now().Before(graceEnd):
+			b.cond.Wait()
+		case canSpill:
 			if err := b.appendFile(p); err != nil {
 				// No more spilling; what is already on disk comes out
 				// first, and then the memory limit alone applies.
@@ -88,7 +118,7 @@ func (b *streamBuffer) push(p []byte, onBlock func(bool)) bool {
 			}
 			b.cond.Broadcast()
 			return true
-		case spilling || b.memSize >= b.mem:
+		default:
 			if !b.waiting && onBlock != nil {
 				onBlock(true)
 				defer onBlock(false)
