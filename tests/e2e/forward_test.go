@@ -32,8 +32,16 @@ var forwardingFrom = regexp.MustCompile(`(?m)^Forwarding from (\S+) -> (\S+)$`)
 // until it has printed a Forwarding line for each of the wantLines.
 func startForward(t testing.TB, c *cluster.Cluster, wantLines int, args ...string) *forwardProc {
 	t.Helper()
+	return startForwardWith(t, cluster.TunnelsBinary(t), c, wantLines, args...)
+}
+
+// startForwardWith is startForward with the binary bin: the plain build
+// (cluster.TunnelsBinaryPlain) where a test measures latency as a user
+// meets it, not under the race detector's instrumentation.
+func startForwardWith(t testing.TB, bin string, c *cluster.Cluster, wantLines int, args ...string) *forwardProc {
+	t.Helper()
 	p := &forwardProc{local: map[string][]string{},
-		proc: startProc(t, cluster.TunnelsBinary(t), append([]string{"forward", "--kubeconfig", c.AdminKubeconfig}, args...)...)}
+		proc: startProc(t, bin, append([]string{"forward", "--kubeconfig", c.AdminKubeconfig}, args...)...)}
 	deadline := time.After(60 * time.Second)
 	for {
 		lines := forwardingFrom.FindAllStringSubmatch(p.stdout.String(), -1)
