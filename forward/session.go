@@ -113,6 +113,9 @@ const stableAfter = 30 * time.Second
 // connection dies, the session resolves the target again and redials, with
 // backoff; local connections accepted meanwhile wait for the new connection
 // (up to ConnectWait).
+//
+// A session has one lifetime, its context: it lives until the context
+// given to NewSession ends (or Close is called), and Run returns then.
 type Session struct {
 	// Stats counts the local connections of every port of the session.
 	Stats Counters
@@ -120,7 +123,8 @@ type Session struct {
 	opts SessionOptions
 	log  *slog.Logger
 
-	// ctx ends when the session closes; ports run under it.
+	// ctx is NewSession's, and ends when the session closes; Run and the
+	// ports run under it.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -150,8 +154,9 @@ type Session struct {
 	closeOnce  sync.Once
 }
 
-// NewSession returns a session that does nothing until Run.
-func NewSession(opts SessionOptions) *Session {
+// NewSession returns a session that lives until ctx ends or Close is
+// called. It serves ports added to it once Run runs.
+func NewSession(ctx context.Context, opts SessionOptions) *Session {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -173,15 +178,15 @@ func NewSession(opts SessionOptions) *Session {
 	if s.opts.Conn.Tunnel == "" {
 		s.opts.Conn.Tunnel = opts.Tunnel
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ctx, s.cancel = context.WithCancel(ctx)
 	return s
 }
 
-// Run connects and keeps the session connected until ctx ends or Close is
-// called, then closes the session: its listeners, its connections, and the
-// connection to the pod. It returns nil then, or, with FailFast, the error
-// of the first attempt. A session runs once.
-func (s *Session) Run(ctx context.Context) error {
+// Run connects and keeps the session connected until the session's
+// context ends or Close is called, then closes the session: its listeners,
+// its connections, and the connection to the pod. It returns nil then, or,
+// with FailFast, the error of the first attempt. A session runs once.
+func (s *Session) Run() error {
 	s.mu.Lock()
 	if s.running || s.closed {
 		s.mu.Unlock()
@@ -190,11 +195,7 @@ func (s *Session) Run(ctx context.Context) error {
 	s.running = true
 	s.mu.Unlock()
 	defer s.Close()
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(s.ctx, cancel)
-	defer stop()
+	ctx := s.ctx
 
 	attempt := 0
 	for first := true; ; first = false {
@@ -662,8 +663,10 @@ func (s *Session) Ports() []*Port {
 	return slices.Clone(s.ports)
 }
 
-// Close closes the session: first its listeners, then its forwarded
-// connections, then the connection to the pod. It makes Run return.
+// Close closes the session now, as the end of its context does: first its
+// listeners, then its forwarded connections, then the connection to the
+// pod; it makes Run return. Only a session that never ran needs it: Run
+// closes the session when it returns.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()

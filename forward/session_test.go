@@ -69,8 +69,9 @@ func (r *fakeResolver) count() int {
 // runSession runs a session until the test ends.
 func runSession(t *testing.T, opts SessionOptions) *Session {
 	t.Helper()
-	s := NewSession(opts)
-	testrun.Background(t, s.Run)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := NewSession(ctx, opts)
+	testrun.Go(t, cancel, s.Run)
 	return s
 }
 
@@ -208,9 +209,9 @@ func TestSessionFailFast(t *testing.T) {
 	r := &fakeResolver{err: notFound}
 	opts := sessionOptions(k, r)
 	opts.FailFast = true
-	s := NewSession(opts)
+	s := NewSession(t.Context(), opts)
 	p := addPort(t, s, config.RemotePort{Number: 80})
-	err := s.Run(t.Context())
+	err := s.Run()
 	if !errors.Is(err, notFound) {
 		t.Fatalf("Run = %v, want the resolve error", err)
 	}
@@ -292,11 +293,11 @@ func TestSessionCloseEndsEverything(t *testing.T) {
 	leakcheck.Check(t)
 	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	r := &fakeResolver{}
-	s := NewSession(sessionOptions(k, r))
-	p := addPort(t, s, config.RemotePort{Number: 80})
 	ctx, cancel := context.WithCancel(t.Context())
+	s := NewSession(ctx, sessionOptions(k, r))
+	p := addPort(t, s, config.RemotePort{Number: 80})
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	go func() { done <- s.Run() }()
 	c := dialPort(t, p)
 	c.Write([]byte("x"))
 	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {

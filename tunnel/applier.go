@@ -248,7 +248,7 @@ func (a *Applier) connect(ctx context.Context, se *sessionEntry, tunnel string) 
 	}
 	log := a.log.With("context", key.Context)
 	sctx, cancel := context.WithCancel(ctx)
-	s := NewSession(client, key, SessionOptions{
+	s := NewSession(sctx, client, key, SessionOptions{
 		Tunnel: tunnel, Logger: log, Backoff: a.opts.Backoff, ConnectWait: a.opts.ConnectWait,
 	})
 	done := make(chan struct{})
@@ -256,7 +256,7 @@ func (a *Applier) connect(ctx context.Context, se *sessionEntry, tunnel string) 
 	go func() {
 		defer a.running.Done()
 		defer close(done)
-		_ = s.Run(sctx)
+		_ = s.Run()
 	}()
 	wk := watchKey{key.Context, key.Namespace}
 	w := a.watches[wk]
@@ -404,8 +404,7 @@ func (a *Applier) closeSession(se *sessionEntry) {
 		se.watch.stop()
 		delete(a.watches, watchKey{se.key.Context, se.key.Namespace})
 	}
-	_ = se.s.Close()
-	se.cancel()
+	se.cancel() // Run closes the session as it returns
 	<-se.done
 }
 

@@ -24,10 +24,11 @@ type SessionOptions struct {
 	FailFast bool
 }
 
-// NewSession returns a session for key's target through c. Errors that
-// retrying cannot cure (see Permanent) leave it failed until Refresh.
-func NewSession(c Client, key config.Session, o SessionOptions) *forward.Session {
-	return forward.NewSession(forward.SessionOptions{
+// NewSession returns a session for key's target through c, living until
+// ctx ends. Errors that retrying cannot cure (see Permanent) leave it
+// failed until Refresh.
+func NewSession(ctx context.Context, c Client, key config.Session, o SessionOptions) *forward.Session {
+	return forward.NewSession(ctx, forward.SessionOptions{
 		Upgrader:    c,
 		Namespace:   key.Namespace,
 		Resolve:     resolver(c, key),
@@ -41,10 +42,10 @@ func NewSession(c Client, key config.Session, o SessionOptions) *forward.Session
 	})
 }
 
-// RunSession runs s, a session into namespace through c, with a pod watch
-// of its own, until ctx ends or s's Run returns, and returns Run's error.
-// `tunnels forward` runs its one session so; the Applier shares one watch
-// among the sessions of a namespace instead.
+// RunSession runs s, a session into namespace through c made with ctx,
+// with a pod watch of its own, until ctx ends or s's Run returns, and
+// returns Run's error. `tunnels forward` runs its one session so; the
+// Applier shares one watch among the sessions of a namespace instead.
 func RunSession(ctx context.Context, c Client, namespace string, s *forward.Session, log *slog.Logger) error {
 	if log == nil {
 		log = discard
@@ -53,5 +54,5 @@ func RunSession(ctx context.Context, c Client, namespace string, s *forward.Sess
 	w.add(s, log)
 	w.start(ctx)
 	defer w.stop()
-	return s.Run(ctx)
+	return s.Run()
 }

@@ -17,8 +17,8 @@ import (
 // as `tunnels forward` does, until the test ends.
 func runSession(t *testing.T, f *fakeClient, backoff time.Duration) *forward.Session {
 	key := config.Session{Context: "kind", Namespace: "dev", Target: config.Target{Kind: config.KindPod, Name: "db"}}
-	s := NewSession(f, key, SessionOptions{Backoff: forward.Backoff{Initial: backoff, Max: backoff}})
 	ctx, cancel := context.WithCancel(context.Background())
+	s := NewSession(ctx, f, key, SessionOptions{Backoff: forward.Backoff{Initial: backoff, Max: backoff}})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -121,7 +121,9 @@ func runForward(ctx context.Context, e *env, args []string) int {
 	key := config.Session{Context: rc.Context, Namespace: namespace, Target: target}
 	c := tunnel.KubeClient(client)
 	slog := log.With("context", rc.Context)
-	s := tunnel.NewSession(c, key, tunnel.SessionOptions{Tunnel: "forward", Logger: slog, FailFast: true})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s := tunnel.NewSession(ctx, c, key, tunnel.SessionOptions{Tunnel: "forward", Logger: slog, FailFast: true})
 	var ports []*forward.Port
 	for _, spec := range specs {
 		l, err := forward.Listen(addresses, spec.Local)
@@ -131,7 +133,7 @@ func runForward(ctx context.Context, e *env, args []string) int {
 			ports = append(ports, p)
 		}
 		if err != nil {
-			s.Close()
+			_ = s.Close() // it never ran
 			fmt.Fprintf(e.stderr, "tunnels forward: %s: %v\n", spec, err)
 			return exitFail
 		}

@@ -31,7 +31,8 @@ type session struct {
 
 func startSession(t testing.TB, k *kubelet, remotes ...int) *session {
 	t.Helper()
-	s := forward.NewSession(forward.SessionOptions{
+	ctx, cancel := context.WithCancel(context.Background())
+	s := forward.NewSession(ctx, forward.SessionOptions{
 		Upgrader:  k.upgrader(t),
 		Namespace: "default",
 		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
@@ -56,7 +57,7 @@ func startSession(t testing.TB, k *kubelet, remotes ...int) *session {
 		}
 		ss.ports[r] = p
 	}
-	testrun.Background(t, s.Run)
+	testrun.Go(t, cancel, s.Run)
 	return ss
 }
 
@@ -349,7 +350,8 @@ func TestSessionRedialsAfterTheServerDies(t *testing.T) {
 func TestShutdownIsBounded(t *testing.T) {
 	checkLeaks(t)
 	k := newKubelet(t, map[int32]string{80: testnet.Echo(t)})
-	s := forward.NewSession(forward.SessionOptions{
+	ctx, cancel := context.WithCancel(t.Context())
+	s := forward.NewSession(ctx, forward.SessionOptions{
 		Upgrader:  k.upgrader(t),
 		Namespace: "default",
 		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
@@ -363,9 +365,8 @@ func TestShutdownIsBounded(t *testing.T) {
 	if _, err := s.AddPort(l, config.RemotePort{Number: 80}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	go func() { done <- s.Run() }()
 	var open []net.Conn
 	for range 10 {
 		c, err := net.Dial("tcp4", l.Addrs()[0].String())

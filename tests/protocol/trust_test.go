@@ -389,7 +389,8 @@ func TestKeepaliveTellsBusyFromDead(t *testing.T) {
 // port) per remote port.
 func startTrustSession(t testing.TB, up forward.Upgrader, conn forward.Options, remotes ...int) *session {
 	t.Helper()
-	s := forward.NewSession(forward.SessionOptions{
+	ctx, cancel := context.WithCancel(context.Background())
+	s := forward.NewSession(ctx, forward.SessionOptions{
 		Upgrader:  up,
 		Namespace: "default",
 		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
@@ -415,7 +416,7 @@ func startTrustSession(t testing.TB, up forward.Upgrader, conn forward.Options, 
 		}
 		ss.ports[r] = p
 	}
-	testrun.Background(t, s.Run)
+	testrun.Go(t, cancel, s.Run)
 	return ss
 }
 
