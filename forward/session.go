@@ -9,8 +9,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/tunnels-dev/tunnels/config"
 )
 
 // Resolved is a session's target resolved to one pod.
@@ -31,7 +29,7 @@ type Resolved struct {
 // none), which a resolver should keep while it is still a good choice. A
 // session calls it before every dial and on Refresh, and returns its errors
 // as they are: they should name the target.
-type ResolveFunc func(ctx context.Context, remotes []config.RemotePort, current string) (Resolved, error)
+type ResolveFunc func(ctx context.Context, remotes []RemotePort, current string) (Resolved, error)
 
 // State is where a session, or one of its ports, stands.
 type State int
@@ -142,11 +140,11 @@ type Session struct {
 	state      State
 	err        error // why retrying or failed
 	since      time.Time
-	conn       *Conn                     // set only while ready
-	uid        string                    // the pod's UID, while ready
-	podPorts   map[config.RemotePort]int // set only while ready
-	resolveErr error                     // the last refresh failed
-	changed    chan struct{}             // closed and replaced on every change
+	conn       *Conn              // set only while ready
+	uid        string             // the pod's UID, while ready
+	podPorts   map[RemotePort]int // set only while ready
+	resolveErr error              // the last refresh failed
+	changed    chan struct{}      // closed and replaced on every change
 	ports      []*Port
 	running    bool
 	closed     bool
@@ -282,7 +280,7 @@ func (s *Session) drain(ctx context.Context, conn *Conn) {
 type resolution struct {
 	pod   string
 	uid   string
-	ports map[config.RemotePort]int
+	ports map[RemotePort]int
 }
 
 // samePod reports whether r and o name the same pod: the same name, and the
@@ -320,7 +318,7 @@ func (s *Session) resolve(ctx context.Context) (resolution, error) {
 	if len(res.Ports) != len(remotes) {
 		return resolution{}, fmt.Errorf("resolve %s: asked for %d ports, got %d", s.opts.Target, len(remotes), len(res.Ports))
 	}
-	m := make(map[config.RemotePort]int, len(remotes))
+	m := make(map[RemotePort]int, len(remotes))
 	for i, r := range remotes {
 		m[r] = res.Ports[i]
 	}
@@ -328,7 +326,7 @@ func (s *Session) resolve(ctx context.Context) (resolution, error) {
 }
 
 // remotes returns the distinct remote ports of the session's ports.
-func (s *Session) remotes() []config.RemotePort {
+func (s *Session) remotes() []RemotePort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.remotesLocked()
@@ -396,8 +394,8 @@ func (s *Session) serveConn(ctx context.Context, conn *Conn, res resolution) (lo
 }
 
 // remotesLocked is remotes with s.mu held.
-func (s *Session) remotesLocked() []config.RemotePort {
-	var rs []config.RemotePort
+func (s *Session) remotesLocked() []RemotePort {
+	var rs []RemotePort
 	for _, p := range s.ports {
 		if !slices.Contains(rs, p.remote) {
 			rs = append(rs, p.remote)
@@ -523,7 +521,7 @@ func (s *Session) requestRefreshLocked() {
 
 // connFor waits until deadline for a ready connection other than avoid
 // (nil for any) and returns it with the pod's number for remote.
-func (s *Session) connFor(ctx context.Context, remote config.RemotePort, avoid *Conn, deadline time.Time) (*Conn, int, error) {
+func (s *Session) connFor(ctx context.Context, remote RemotePort, avoid *Conn, deadline time.Time) (*Conn, int, error) {
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	for {

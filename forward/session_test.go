@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/internal/leakcheck"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
 	"github.com/tunnels-dev/tunnels/internal/testrun"
@@ -25,7 +24,7 @@ type fakeResolver struct {
 	gate  chan struct{} // when set, each call waits for a receive
 }
 
-func (r *fakeResolver) resolve(ctx context.Context, remotes []config.RemotePort, _ string) (Resolved, error) {
+func (r *fakeResolver) resolve(ctx context.Context, remotes []RemotePort, _ string) (Resolved, error) {
 	r.mu.Lock()
 	r.calls++
 	err, gate := r.err, r.gate
@@ -85,7 +84,7 @@ func sessionOptions(k *fakeKubelet, r *fakeResolver) SessionOptions {
 	}
 }
 
-func addPort(t *testing.T, s *Session, remote config.RemotePort) *Port {
+func addPort(t *testing.T, s *Session, remote RemotePort) *Port {
 	t.Helper()
 	l, err := Listen([]string{"127.0.0.1"}, 0)
 	if err != nil {
@@ -128,11 +127,11 @@ func TestSessionPortsShareOneConnection(t *testing.T) {
 	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t), 81: testnet.Echo(t)})
 	r := &fakeResolver{}
 	s := runSession(t, sessionOptions(k, r))
-	p80 := addPort(t, s, config.RemotePort{Name: "http"})
+	p80 := addPort(t, s, RemotePort{Name: "http"})
 	checkEcho(t, p80, "to http")
 
 	// A port added later, on a port the last resolve did not cover.
-	p81 := addPort(t, s, config.RemotePort{Number: 81})
+	p81 := addPort(t, s, RemotePort{Number: 81})
 	checkEcho(t, p81, "to 81")
 	if got := k.dialCount(); got != 1 {
 		t.Errorf("%d SPDY connections for two ports, want 1", got)
@@ -168,7 +167,7 @@ func TestSessionRedialsAfterLoss(t *testing.T) {
 	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	r := &fakeResolver{}
 	s := runSession(t, sessionOptions(k, r))
-	p := addPort(t, s, config.RemotePort{Number: 80})
+	p := addPort(t, s, RemotePort{Number: 80})
 	checkEcho(t, p, "first")
 
 	// Hold the next resolve, so a connection arrives while redialing.
@@ -210,7 +209,7 @@ func TestSessionFailFast(t *testing.T) {
 	opts := sessionOptions(k, r)
 	opts.FailFast = true
 	s := NewSession(t.Context(), opts)
-	p := addPort(t, s, config.RemotePort{Number: 80})
+	p := addPort(t, s, RemotePort{Number: 80})
 	err := s.Run()
 	if !errors.Is(err, notFound) {
 		t.Fatalf("Run = %v, want the resolve error", err)
@@ -223,7 +222,7 @@ func TestSessionFailFast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddPort(l, config.RemotePort{Number: 1}); !errors.Is(err, ErrClosed) {
+	if _, err := s.AddPort(l, RemotePort{Number: 1}); !errors.Is(err, ErrClosed) {
 		t.Errorf("AddPort after Run returned = %v, want ErrClosed", err)
 	}
 }
@@ -236,7 +235,7 @@ func TestSessionPermanentFailureWaitsForRefresh(t *testing.T) {
 	opts := sessionOptions(k, r)
 	opts.Permanent = func(err error) bool { return errors.Is(err, forbidden) }
 	s := runSession(t, opts)
-	p := addPort(t, s, config.RemotePort{Number: 80})
+	p := addPort(t, s, RemotePort{Number: 80})
 	eventually(t, "the failed state", func() bool { return s.Status().State == StateFailed })
 	calls := r.count()
 
@@ -265,8 +264,8 @@ func TestSessionRedialsWhenPodIsGone(t *testing.T) {
 	})
 	r := &fakeResolver{}
 	s := runSession(t, sessionOptions(k, r))
-	p80 := addPort(t, s, config.RemotePort{Number: 80})
-	p81 := addPort(t, s, config.RemotePort{Number: 81})
+	p80 := addPort(t, s, RemotePort{Number: 80})
+	p81 := addPort(t, s, RemotePort{Number: 81})
 	checkEcho(t, p80, "up")
 	// A connection told the pod is gone before anything came back is not
 	// failed: the session redials, and the connection, with what it had
@@ -295,7 +294,7 @@ func TestSessionCloseEndsEverything(t *testing.T) {
 	r := &fakeResolver{}
 	ctx, cancel := context.WithCancel(t.Context())
 	s := NewSession(ctx, sessionOptions(k, r))
-	p := addPort(t, s, config.RemotePort{Number: 80})
+	p := addPort(t, s, RemotePort{Number: 80})
 	done := make(chan error, 1)
 	go func() { done <- s.Run() }()
 	c := dialPort(t, p)

@@ -304,7 +304,7 @@ func (a *Applier) bind(se *sessionEntry, pe *portEntry) error {
 		pe.err = fmt.Errorf("tunnel %q: listen: %w", spec.Tunnel, err)
 		return err
 	}
-	p, err := se.s.AddPort(l, spec.Remote)
+	p, err := se.s.AddPort(l, forward.RemotePort(spec.Remote))
 	if err != nil {
 		pe.err = fmt.Errorf("tunnel %q: %w", spec.Tunnel, err)
 		return err

@@ -84,8 +84,12 @@ func (k kubeClient) Close() { k.c.Close() }
 
 // resolver resolves key's target with c.
 func resolver(c Client, key config.Session) forward.ResolveFunc {
-	return func(ctx context.Context, remotes []config.RemotePort, current string) (forward.Resolved, error) {
-		return c.Resolve(ctx, key.Namespace, key.Target, remotes, current)
+	return func(ctx context.Context, remotes []forward.RemotePort, current string) (forward.Resolved, error) {
+		rs := make([]config.RemotePort, len(remotes))
+		for i, r := range remotes {
+			rs[i] = config.RemotePort(r)
+		}
+		return c.Resolve(ctx, key.Namespace, key.Target, rs, current)
 	}
 }
 

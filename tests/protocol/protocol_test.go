@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/forward"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
 	"github.com/tunnels-dev/tunnels/internal/testrun"
@@ -35,7 +34,7 @@ func startSession(t testing.TB, k *kubelet, remotes ...int) *session {
 	s := forward.NewSession(ctx, forward.SessionOptions{
 		Upgrader:  k.upgrader(t),
 		Namespace: "default",
-		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
+		Resolve: func(ctx context.Context, rs []forward.RemotePort, _ string) (forward.Resolved, error) {
 			res := forward.Resolved{Pod: "web"}
 			for _, r := range rs {
 				res.Ports = append(res.Ports, r.Number)
@@ -51,7 +50,7 @@ func startSession(t testing.TB, k *kubelet, remotes ...int) *session {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := s.AddPort(l, config.RemotePort{Number: r})
+		p, err := s.AddPort(l, forward.RemotePort{Number: r})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -354,7 +353,7 @@ func TestShutdownIsBounded(t *testing.T) {
 	s := forward.NewSession(ctx, forward.SessionOptions{
 		Upgrader:  k.upgrader(t),
 		Namespace: "default",
-		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
+		Resolve: func(ctx context.Context, rs []forward.RemotePort, _ string) (forward.Resolved, error) {
 			return forward.Resolved{Pod: "web", Ports: []int{80}}, nil
 		},
 	})
@@ -362,7 +361,7 @@ func TestShutdownIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddPort(l, config.RemotePort{Number: 80}); err != nil {
+	if _, err := s.AddPort(l, forward.RemotePort{Number: 80}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)

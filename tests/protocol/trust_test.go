@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/forward"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
 	"github.com/tunnels-dev/tunnels/internal/testrun"
@@ -393,7 +392,7 @@ func startTrustSession(t testing.TB, up forward.Upgrader, conn forward.Options, 
 	s := forward.NewSession(ctx, forward.SessionOptions{
 		Upgrader:  up,
 		Namespace: "default",
-		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
+		Resolve: func(ctx context.Context, rs []forward.RemotePort, _ string) (forward.Resolved, error) {
 			res := forward.Resolved{Pod: "web"}
 			for _, r := range rs {
 				res.Ports = append(res.Ports, r.Number)
@@ -410,7 +409,7 @@ func startTrustSession(t testing.TB, up forward.Upgrader, conn forward.Options, 
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := s.AddPort(l, config.RemotePort{Number: r})
+		p, err := s.AddPort(l, forward.RemotePort{Number: r})
 		if err != nil {
 			t.Fatal(err)
 		}
