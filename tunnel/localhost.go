@@ -10,6 +10,7 @@ import (
 
 	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/forward"
+	"github.com/tunnels-dev/tunnels/internal/localhost"
 )
 
 // halfBound fails a localhost listener that got ::1 only because another
@@ -26,7 +27,7 @@ func halfBound(spec config.Spec, l *forward.Listener) error {
 			return nil
 		}
 	}
-	probe, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Port())))
+	probe, err := net.Listen("tcp4", net.JoinHostPort(localhost.IPv4.String(), strconv.Itoa(l.Port())))
 	if err == nil {
 		probe.Close()
 		return nil // 127.0.0.1 is free now; IPv4 was unavailable, not taken
@@ -35,5 +36,5 @@ func halfBound(spec config.Spec, l *forward.Listener) error {
 		return nil
 	}
 	_ = l.Close()
-	return fmt.Errorf("127.0.0.1:%d is in use by another program, so localhost would reach it rather than the tunnel: %w", l.Port(), err)
+	return fmt.Errorf("%s:%d is in use by another program, so localhost would reach it rather than the tunnel: %w", localhost.IPv4, l.Port(), err)
 }
