@@ -654,13 +654,6 @@ func (s *Session) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// Ports returns the session's ports in the order added.
-func (s *Session) Ports() []*Port {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.ports)
-}
-
 // Close closes the session now, as the end of its context does: first its
 // listeners, then its forwarded connections, then the connection to the
 // pod; it makes Run return. Only a session that never ran needs it: Run

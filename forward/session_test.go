@@ -157,8 +157,11 @@ func TestSessionPortsShareOneConnection(t *testing.T) {
 	if st := s.Status(); st.State != StateReady || st.Pod != "web" || st.Dials != 1 {
 		t.Errorf("session status = %+v, want ready on web after 1 dial", st)
 	}
-	if got := len(s.Ports()); got != 1 {
-		t.Errorf("%d ports, want 1", got)
+	s.mu.Lock()
+	ports := len(s.ports)
+	s.mu.Unlock()
+	if ports != 1 {
+		t.Errorf("%d ports, want 1", ports)
 	}
 }
 

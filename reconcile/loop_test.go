@@ -747,8 +747,8 @@ func TestLoopRunOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := l.Specs(); !equalSets(got, specs(a1, b2)) {
-		t.Errorf("Specs() = %v, want a and b", names(got))
+	if got := l.specs; !equalSets(got, specs(a1, b2)) {
+		t.Errorf("Open read %v, want a and b", names(got))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

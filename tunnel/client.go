@@ -59,7 +59,7 @@ type kubeClient struct{ c *kube.Client }
 // mapping a newly added port does not move the session's open connections
 // to a newer pod.
 func (k kubeClient) Resolve(ctx context.Context, namespace string, t config.Target, remotes []config.RemotePort, current string) (forward.Resolved, error) {
-	r, err := k.c.ResolvePreferring(ctx, namespace, t, remotes, current)
+	r, err := k.c.Resolve(ctx, namespace, t, remotes, current)
 	if err != nil {
 		return forward.Resolved{}, err
 	}
