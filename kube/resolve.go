@@ -33,7 +33,7 @@ type Resolved struct {
 }
 
 // Resolve picks the pod a target forwards to and maps the remote ports to
-// container ports, with kubectl's rules (PROTOCOL.md §12): a pod target must
+// container ports, with kubectl's rules (docs/protocol.md §11): a pod target must
 // be Running, Ready and not terminating; a service, deployment, statefulset
 // or selector resolves to its newest Running and Ready pod that is not
 // terminating; a service port (number or name) maps through its targetPort
