@@ -140,6 +140,7 @@ type Session struct {
 	state      State
 	err        error // why retrying or failed
 	since      time.Time
+	retryAt    time.Time          // when a retrying session tries again by its backoff
 	conn       *Conn              // set only while ready
 	uid        string             // the pod's UID, while ready
 	podPorts   map[RemotePort]int // set only while ready
@@ -216,7 +217,7 @@ func (s *Session) Run() error {
 			}
 			delay := s.opts.Backoff.Delay(attempt, rand.Float64())
 			attempt++
-			s.setState(StateRetrying, err)
+			s.setRetrying(err, delay)
 			s.log.Warn("connect to pod failed; retrying", "err", err, "delay", delay.Round(time.Millisecond))
 			switch s.wait(ctx, delay) {
 			case wokeEnded:
@@ -245,6 +246,7 @@ func (s *Session) Run() error {
 		if lost {
 			delay := s.opts.Backoff.Delay(attempt, rand.Float64())
 			attempt++
+			s.setRetrying(conn.Err(), delay)
 			switch s.wait(ctx, delay) {
 			case wokeEnded:
 				return nil
@@ -470,9 +472,20 @@ func (s *Session) setState(state State, err error) {
 	if s.closed {
 		return
 	}
-	s.state, s.err, s.since = state, err, time.Now()
+	s.state, s.err, s.since, s.retryAt = state, err, time.Now(), time.Time{}
 	s.conn, s.uid, s.podPorts, s.resolveErr = nil, "", nil, nil
 	s.broadcastLocked()
+}
+
+// setRetrying records that the session waits delay, after err, before it
+// tries again.
+func (s *Session) setRetrying(err error, delay time.Duration) {
+	s.setState(StateRetrying, err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.retryAt = time.Now().Add(delay)
+	}
 }
 
 // setReady publishes a new connection; false if the session closed.
@@ -482,7 +495,7 @@ func (s *Session) setReady(conn *Conn, res resolution) bool {
 	if s.closed {
 		return false
 	}
-	s.state, s.err, s.since = StateReady, nil, time.Now()
+	s.state, s.err, s.since, s.retryAt = StateReady, nil, time.Now(), time.Time{}
 	s.conn, s.uid, s.podPorts, s.resolveErr = conn, res.uid, res.ports, nil
 	s.dials++
 	// A port added since the resolve is not in the map yet.
@@ -628,17 +641,21 @@ type SessionStatus struct {
 	State State
 	Err   error     // why retrying or failed
 	Since time.Time // when State was entered
-	Pod   string    // the pod connected to, while ready
-	UID   string    // that pod's UID, if the resolver knew it
-	Dials int       // successful dials so far
-	Stats Snapshot
+	// RetryAt is when a retrying session tries again by its backoff (a
+	// Refresh, a pod event or the API server coming back may be sooner);
+	// zero in other states.
+	RetryAt time.Time
+	Pod     string // the pod connected to, while ready
+	UID     string // that pod's UID, if the resolver knew it
+	Dials   int    // successful dials so far
+	Stats   Snapshot
 }
 
 // Status returns the session's current status.
 func (s *Session) Status() SessionStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := SessionStatus{State: s.state, Err: s.err, Since: s.since, Dials: s.dials, Stats: s.Stats.Snapshot()}
+	st := SessionStatus{State: s.state, Err: s.err, Since: s.since, RetryAt: s.retryAt, Dials: s.dials, Stats: s.Stats.Snapshot()}
 	if s.conn != nil {
 		st.Pod, st.UID = s.conn.pod, s.uid
 	}

@@ -106,8 +106,8 @@ func TestApplierBindRetry(t *testing.T) {
 	port := blocker.Addr().(*net.TCPAddr).Port
 	spec := onIPv4(sp("db", "dev", port, 5432))
 	apply(t, a, reconcile.Plan{Start: []config.Spec{spec}})
-	if st := statusOf(t, a, spec); st.State != StateRetrying || st.Err == nil {
-		t.Fatalf("state %s, err %v; want %s with the reason", st.State, st.Err, StateRetrying)
+	if st := statusOf(t, a, spec); st.State != StateRetrying || st.Err == nil || st.RetryAt.IsZero() {
+		t.Fatalf("state %s, err %v, next retry %v; want %s with the reason and the time of the retry", st.State, st.Err, st.RetryAt, StateRetrying)
 	}
 	blocker.Close()
 	until(t, "the port to be bound after its retry", func() bool { return statusOf(t, a, spec).LocalPort == port })

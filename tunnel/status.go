@@ -3,6 +3,7 @@ package tunnel
 import (
 	"net"
 	"slices"
+	"time"
 
 	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/forward"
@@ -34,18 +35,22 @@ type PortStatus struct {
 	// StateRetrying or StateFailed.
 	State string
 	// Err is why the port or its session failed last; nil if it did not.
-	Err   error
-	Stats forward.Snapshot
+	Err error
+	// RetryAt is when a port that waits to bind, or its retrying session,
+	// tries again by its backoff; zero if neither waits. SIGHUP, a save or
+	// a pod event may make it sooner.
+	RetryAt time.Time
+	Stats   forward.Snapshot
 }
 
 // entry is a spec as the status snapshot holds it: immutable, apart from
 // the live counters of port and session.
 type entry struct {
-	spec     config.Spec
-	port     *forward.Port
-	session  *forward.Session
-	err      error
-	retrying bool
+	spec    config.Spec
+	port    *forward.Port
+	session *forward.Session
+	err     error
+	retryAt time.Time // the next bind retry
 }
 
 // publish stores a snapshot of the ports for Status; run calls it after
@@ -54,7 +59,7 @@ func (a *Applier) publish() {
 	entries := make([]entry, 0, len(a.ports))
 	for _, spec := range a.sortedSpecs() {
 		pe := a.ports[spec]
-		e := entry{spec: spec, port: pe.port, err: pe.err, retrying: !pe.retryAt.IsZero()}
+		e := entry{spec: spec, port: pe.port, err: pe.err, retryAt: pe.retryAt}
 		if se := a.sessions[spec.Session]; se != nil {
 			e.session = se.s
 		}
@@ -84,10 +89,11 @@ func (a *Applier) Status() []PortStatus {
 				ps.Err = st.LastErr
 			}
 			if e.session != nil {
-				ps.Pod = e.session.Status().Pod
+				sst := e.session.Status()
+				ps.Pod, ps.RetryAt = sst.Pod, sst.RetryAt
 			}
-		case e.retrying:
-			ps.State = StateRetrying
+		case !e.retryAt.IsZero():
+			ps.State, ps.RetryAt = StateRetrying, e.retryAt
 		case e.err != nil:
 			ps.State = StateFailed
 		}

@@ -51,6 +51,10 @@ type portRow struct {
 	BytesIn   int64  `json:"bytesIn"`
 	BytesOut  int64  `json:"bytesOut"`
 	LastError string `json:"lastError,omitempty"`
+	// NextRetry is when a port waiting to bind, or its retrying session,
+	// tries again by its backoff (SIGHUP, a save or a pod event may be
+	// sooner).
+	NextRetry time.Time `json:"nextRetry,omitzero"`
 }
 
 // portRows renders the applier's status as the rows of the report.
@@ -70,6 +74,7 @@ func portRows(st []tunnel.PortStatus) []portRow {
 		if ps.Err != nil {
 			row.LastError = ps.Err.Error()
 		}
+		row.NextRetry = ps.RetryAt
 		rows = append(rows, row)
 	}
 	return rows
