@@ -13,17 +13,6 @@ import (
 	"github.com/tunnels-dev/tunnels/reconcile"
 )
 
-// freePort returns a TCP port free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // onIPv4 is a spec listening on 127.0.0.1 only, so a test can hold its port.
 func onIPv4(spec config.Spec) config.Spec {
 	spec.Address = "127.0.0.1"
@@ -78,14 +67,16 @@ func until(t *testing.T, what string, cond func() bool) {
 func TestApplierStopsBeforeStarting(t *testing.T) {
 	leakcheck.Check(t)
 	a := startApplier(t, newFakeClient(), Options{})
-	port := freePort(t)
-	old, nu := onIPv4(sp("old", "dev", port, 80)), onIPv4(sp("new", "dev", port, 81))
+	old := onIPv4(sp("old", "dev", 0, 80))
 	apply(t, a, reconcile.Plan{Start: []config.Spec{old}})
-	if st := statusOf(t, a, old); st.LocalPort != port || len(st.Addrs) == 0 {
-		t.Fatalf("old: local port %d, err %v; want %d bound", st.LocalPort, st.Err, port)
+	st := statusOf(t, a, old)
+	if len(st.Addrs) == 0 {
+		t.Fatalf("old: state %s, err %v; want bound", st.State, st.Err)
 	}
+	port := st.LocalPort
+	nu := onIPv4(sp("new", "dev", port, 81))
 	apply(t, a, reconcile.Plan{Stop: []config.Spec{old}, Start: []config.Spec{nu}})
-	st := statusOf(t, a, nu)
+	st = statusOf(t, a, nu)
 	if st.LocalPort != port || len(st.Addrs) == 0 {
 		t.Errorf("new: state %s, local port %d, err %v; want bound on %d at once", st.State, st.LocalPort, st.Err, port)
 	}
