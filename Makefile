@@ -65,8 +65,11 @@ demo:
 
 # bench prints ratios and latencies measured in the same run (nothing here
 # asserts a time): tunnels against client-go on the kubelet's server code,
-# save-to-accepting over 100 edits, and 100 tunnels to all listening.
+# save-to-accepting over 100 edits, 100 tunnels to all listening, and the
+# scale run (250 tunnels x 2 ports over 5 contexts: listening, save, RSS,
+# pod watches on the apiserver).
 bench: cluster-bin
 	cd tests && $(GO) test -run '^$$' -bench . -benchtime 20x ./protocol
 	cd tests && $(GO) test -run '^$$' -bench UpSaveToAccept -benchtime 100x ./e2e
 	cd tests && $(GO) test -run '^$$' -bench UpHundredTunnels -benchtime 5x ./e2e
+	cd tests && $(GO) test -run '^$$' -bench UpScale -benchtime 1x -timeout 20m ./e2e
