@@ -438,12 +438,17 @@ func (a *Applier) shutdown(drain time.Duration) {
 	for time.Now().Before(deadline) && slices.ContainsFunc(ports, func(p *forward.Port) bool { return p.Stats.Active.Load() > 0 }) {
 		time.Sleep(20 * time.Millisecond) // polling the counters with a deadline
 	}
-	for key, se := range a.sessions {
-		delete(a.sessions, key)
-		a.closeSession(se)
+	// Every session closes at once: each Run closes its session as it
+	// returns, and the waits below overlap.
+	for _, se := range a.sessions {
+		if se.s != nil {
+			se.watch.remove(se.s)
+			se.cancel()
+		}
 	}
+	clear(a.sessions)
 	a.running.Wait()
-	for k, w := range a.watches { // none left unless a session failed oddly
+	for k, w := range a.watches {
 		w.stop()
 		delete(a.watches, k)
 	}
