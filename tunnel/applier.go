@@ -261,7 +261,7 @@ func (a *Applier) connect(ctx context.Context, se *sessionEntry, tunnel string) 
 	wk := watchKey{key.Context, key.Namespace}
 	w := a.watches[wk]
 	if w == nil {
-		w = newPodWatch(client, key.Namespace, log.With("namespace", key.Namespace))
+		w = newPodWatch(client, key.Namespace, log)
 		w.start(ctx)
 		a.watches[wk] = w
 	}

@@ -133,7 +133,7 @@ func (w *podWatch) run(ctx context.Context) {
 		if !delivered && time.Since(started) < 10*time.Second {
 			delay = max(delay, backoff.Delay(attempt, rand.Float64()))
 			attempt++
-			w.log.Debug("watch pods failed; retrying", "err", err, "delay", delay)
+			w.log.Debug("watch of the pods in "+w.namespace+" failed; retrying in "+delay.Round(time.Millisecond).String(), "err", err)
 		} else {
 			attempt = 0
 		}
@@ -175,7 +175,7 @@ func (w *podWatch) follow(ctx context.Context, events <-chan kube.PodEvent) (del
 			}
 			if ev.Type == kube.EventError {
 				if !errors.Is(ev.Err, kube.ErrResourceExpired) {
-					w.log.Debug("watch pods ended", "err", ev.Err)
+					w.log.Debug("watch of the pods in "+w.namespace+" ended", "err", ev.Err)
 				}
 				continue // the channel closes next; watch again
 			}
