@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/tunnels-dev/tunnels/internal/localhost"
 )
 
 // ErrInvalidAddress is the sentinel every *AddressError matches with
@@ -25,7 +27,7 @@ func (e *AddressError) Is(target error) bool { return target == ErrInvalidAddres
 
 // Localhost is the default listen address: 127.0.0.1 and ::1, where either
 // may fail to listen (a host without IPv6) as long as one succeeds.
-const Localhost = "localhost"
+const Localhost = localhost.Name
 
 // CanonicalAddress checks a listen address and returns its canonical form:
 // "localhost", or an IP literal as net/netip prints it (lowercase IPv6,
@@ -45,7 +47,7 @@ func CanonicalAddress(s string) (string, error) {
 // listenIPs returns the IPs a canonical address listens on.
 func listenIPs(addr string) []netip.Addr {
 	if addr == Localhost {
-		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+		return []netip.Addr{localhost.IPv4, localhost.IPv6}
 	}
 	ip, err := netip.ParseAddr(addr)
 	if err != nil {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -73,3 +74,10 @@ func firstNonEmpty(values ...string) string {
 	}
 	return ""
 }
+
+// StateDir is the directory that tunnels keeps next to a tunnels file: the
+// local ports it chose and the control socket of its `tunnels up`.
+const StateDir = ".tunnels"
+
+// StateDirOf returns the StateDir of the tunnels file at path.
+func StateDirOf(path string) string { return filepath.Join(filepath.Dir(path), StateDir) }

@@ -22,9 +22,8 @@
 // streams of a SPDY connection share one TCP receive path: a client that
 // stops reading the connection because one local reader is slow stalls
 // every stream on it (client-go's behaviour), and its keepalive then sees
-// silence. The choices (PROTOCOL.md, "Backpressure on a connection without
-// flow control") were a pool of SPDY connections per pod, a connection per
-// heavy stream, or buffering the slow stream so that the frame reader never
+// silence. The choices (docs/protocol.md §14) were a pool of SPDY
+// connections per pod, a connection per heavy stream, or buffering the slow stream so that the frame reader never
 // waits. A pool only bounds the blast radius (the streams already on a
 // blocked connection still stall) and a stream cannot be moved once it
 // turns heavy; buffering keeps every other stream flowing, costs nothing

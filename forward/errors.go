@@ -47,7 +47,7 @@ func (e *RemoteError) Refused() bool {
 // PodGone reports whether the message says the pod or its sandbox no longer
 // exists on the node (or is being torn down), so the target should be
 // resolved again. The kubelet and the container runtimes say so only in
-// text; these are the phrases containerd and CRI-O use (PROTOCOL.md 8).
+// text; these are the phrases containerd and CRI-O use (docs/protocol.md §6).
 // Text is a weak signal: a session also asks the API whether its pod is
 // still the same Ready pod after any failure that is not a refusal.
 func (e *RemoteError) PodGone() bool {

@@ -10,11 +10,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tunnels-dev/tunnels/internal/localhost"
 )
 
 // Localhost is the listen address that means 127.0.0.1 and ::1, where one
 // of the two may fail (a host without IPv6) as long as the other binds.
-const Localhost = "localhost"
+const Localhost = localhost.Name
 
 // Listener is a group of TCP listeners on the same port, one per address,
 // whose connections come out of a single Accept.
@@ -54,8 +56,8 @@ func Listen(addresses []string, port int) (*Listener, error) {
 	for i, a := range addresses {
 		if a == Localhost {
 			binds = append(binds,
-				bind{"tcp4", netip.AddrFrom4([4]byte{127, 0, 0, 1}), true, i},
-				bind{"tcp6", netip.IPv6Loopback(), true, i})
+				bind{"tcp4", localhost.IPv4, true, i},
+				bind{"tcp6", localhost.IPv6, true, i})
 			continue
 		}
 		ip, err := netip.ParseAddr(trimBrackets(a))

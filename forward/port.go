@@ -6,11 +6,27 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
-
-	"github.com/tunnels-dev/tunnels/config"
 )
+
+// RemotePort is a port inside the pod: a number, or a name that the
+// session's ResolveFunc maps to a number. Exactly one of Number and Name is
+// set. (It mirrors config.RemotePort, converting to and from it, so that
+// this package needs nothing of the file format.)
+type RemotePort struct {
+	Number int
+	Name   string
+}
+
+// String returns the port as written in a port spec.
+func (p RemotePort) String() string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return strconv.Itoa(p.Number)
+}
 
 // Port is one listener of a session, forwarding to one remote port.
 type Port struct {
@@ -19,7 +35,7 @@ type Port struct {
 
 	s      *Session
 	l      *Listener
-	remote config.RemotePort
+	remote RemotePort
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -34,7 +50,7 @@ type Port struct {
 // session's pod, over the session's connection. The session owns l from
 // then on and closes it in RemovePort or Close. A remote port the last
 // resolve did not cover makes the session resolve again.
-func (s *Session) AddPort(l *Listener, remote config.RemotePort) (*Port, error) {
+func (s *Session) AddPort(l *Listener, remote RemotePort) (*Port, error) {
 	p := &Port{s: s, l: l, remote: remote}
 	s.mu.Lock()
 	if s.closed {
@@ -91,17 +107,17 @@ func addrList(addrs []net.Addr) string {
 func (p *Port) Listener() *Listener { return p.l }
 
 // Remote returns the remote port as given to AddPort.
-func (p *Port) Remote() config.RemotePort { return p.remote }
+func (p *Port) Remote() RemotePort { return p.remote }
 
 // PortStatus is one port's state for a status display.
 type PortStatus struct {
-	Addrs   []net.Addr        // the local addresses listened on
-	Local   int               // the local port
-	Remote  config.RemotePort // as given to AddPort
-	PodPort int               // Remote's number on the pod, while ready
-	State   State             // the session's state
-	Err     error             // why the session is retrying or failed
-	LastErr error             // the last failure of one of this port's connections
+	Addrs   []net.Addr // the local addresses listened on
+	Local   int        // the local port
+	Remote  RemotePort // as given to AddPort
+	PodPort int        // Remote's number on the pod, while ready
+	State   State      // the session's state
+	Err     error      // why the session is retrying or failed
+	LastErr error      // the last failure of one of this port's connections
 	Stats   Snapshot
 }
 

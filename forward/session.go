@@ -9,8 +9,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/tunnels-dev/tunnels/config"
 )
 
 // Resolved is a session's target resolved to one pod.
@@ -31,7 +29,7 @@ type Resolved struct {
 // none), which a resolver should keep while it is still a good choice. A
 // session calls it before every dial and on Refresh, and returns its errors
 // as they are: they should name the target.
-type ResolveFunc func(ctx context.Context, remotes []config.RemotePort, current string) (Resolved, error)
+type ResolveFunc func(ctx context.Context, remotes []RemotePort, current string) (Resolved, error)
 
 // State is where a session, or one of its ports, stands.
 type State int
@@ -113,6 +111,9 @@ const stableAfter = 30 * time.Second
 // connection dies, the session resolves the target again and redials, with
 // backoff; local connections accepted meanwhile wait for the new connection
 // (up to ConnectWait).
+//
+// A session has one lifetime, its context: it lives until the context
+// given to NewSession ends (or Close is called), and Run returns then.
 type Session struct {
 	// Stats counts the local connections of every port of the session.
 	Stats Counters
@@ -120,7 +121,8 @@ type Session struct {
 	opts SessionOptions
 	log  *slog.Logger
 
-	// ctx ends when the session closes; ports run under it.
+	// ctx is NewSession's, and ends when the session closes; Run and the
+	// ports run under it.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -138,11 +140,12 @@ type Session struct {
 	state      State
 	err        error // why retrying or failed
 	since      time.Time
-	conn       *Conn                     // set only while ready
-	uid        string                    // the pod's UID, while ready
-	podPorts   map[config.RemotePort]int // set only while ready
-	resolveErr error                     // the last refresh failed
-	changed    chan struct{}             // closed and replaced on every change
+	retryAt    time.Time          // when a retrying session tries again by its backoff
+	conn       *Conn              // set only while ready
+	uid        string             // the pod's UID, while ready
+	podPorts   map[RemotePort]int // set only while ready
+	resolveErr error              // the last refresh failed
+	changed    chan struct{}      // closed and replaced on every change
 	ports      []*Port
 	running    bool
 	closed     bool
@@ -150,8 +153,9 @@ type Session struct {
 	closeOnce  sync.Once
 }
 
-// NewSession returns a session that does nothing until Run.
-func NewSession(opts SessionOptions) *Session {
+// NewSession returns a session that lives until ctx ends or Close is
+// called. It serves ports added to it once Run runs.
+func NewSession(ctx context.Context, opts SessionOptions) *Session {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -173,15 +177,15 @@ func NewSession(opts SessionOptions) *Session {
 	if s.opts.Conn.Tunnel == "" {
 		s.opts.Conn.Tunnel = opts.Tunnel
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ctx, s.cancel = context.WithCancel(ctx)
 	return s
 }
 
-// Run connects and keeps the session connected until ctx ends or Close is
-// called, then closes the session: its listeners, its connections, and the
-// connection to the pod. It returns nil then, or, with FailFast, the error
-// of the first attempt. A session runs once.
-func (s *Session) Run(ctx context.Context) error {
+// Run connects and keeps the session connected until the session's
+// context ends or Close is called, then closes the session: its listeners,
+// its connections, and the connection to the pod. It returns nil then, or,
+// with FailFast, the error of the first attempt. A session runs once.
+func (s *Session) Run() error {
 	s.mu.Lock()
 	if s.running || s.closed {
 		s.mu.Unlock()
@@ -190,11 +194,7 @@ func (s *Session) Run(ctx context.Context) error {
 	s.running = true
 	s.mu.Unlock()
 	defer s.Close()
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(s.ctx, cancel)
-	defer stop()
+	ctx := s.ctx
 
 	attempt := 0
 	for first := true; ; first = false {
@@ -217,7 +217,7 @@ func (s *Session) Run(ctx context.Context) error {
 			}
 			delay := s.opts.Backoff.Delay(attempt, rand.Float64())
 			attempt++
-			s.setState(StateRetrying, err)
+			s.setRetrying(err, delay)
 			s.log.Warn("connect to pod failed; retrying", "err", err, "delay", delay.Round(time.Millisecond))
 			switch s.wait(ctx, delay) {
 			case wokeEnded:
@@ -246,6 +246,7 @@ func (s *Session) Run(ctx context.Context) error {
 		if lost {
 			delay := s.opts.Backoff.Delay(attempt, rand.Float64())
 			attempt++
+			s.setRetrying(conn.Err(), delay)
 			switch s.wait(ctx, delay) {
 			case wokeEnded:
 				return nil
@@ -281,7 +282,7 @@ func (s *Session) drain(ctx context.Context, conn *Conn) {
 type resolution struct {
 	pod   string
 	uid   string
-	ports map[config.RemotePort]int
+	ports map[RemotePort]int
 }
 
 // samePod reports whether r and o name the same pod: the same name, and the
@@ -319,7 +320,7 @@ func (s *Session) resolve(ctx context.Context) (resolution, error) {
 	if len(res.Ports) != len(remotes) {
 		return resolution{}, fmt.Errorf("resolve %s: asked for %d ports, got %d", s.opts.Target, len(remotes), len(res.Ports))
 	}
-	m := make(map[config.RemotePort]int, len(remotes))
+	m := make(map[RemotePort]int, len(remotes))
 	for i, r := range remotes {
 		m[r] = res.Ports[i]
 	}
@@ -327,7 +328,7 @@ func (s *Session) resolve(ctx context.Context) (resolution, error) {
 }
 
 // remotes returns the distinct remote ports of the session's ports.
-func (s *Session) remotes() []config.RemotePort {
+func (s *Session) remotes() []RemotePort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.remotesLocked()
@@ -395,8 +396,8 @@ func (s *Session) serveConn(ctx context.Context, conn *Conn, res resolution) (lo
 }
 
 // remotesLocked is remotes with s.mu held.
-func (s *Session) remotesLocked() []config.RemotePort {
-	var rs []config.RemotePort
+func (s *Session) remotesLocked() []RemotePort {
+	var rs []RemotePort
 	for _, p := range s.ports {
 		if !slices.Contains(rs, p.remote) {
 			rs = append(rs, p.remote)
@@ -471,9 +472,20 @@ func (s *Session) setState(state State, err error) {
 	if s.closed {
 		return
 	}
-	s.state, s.err, s.since = state, err, time.Now()
+	s.state, s.err, s.since, s.retryAt = state, err, time.Now(), time.Time{}
 	s.conn, s.uid, s.podPorts, s.resolveErr = nil, "", nil, nil
 	s.broadcastLocked()
+}
+
+// setRetrying records that the session waits delay, after err, before it
+// tries again.
+func (s *Session) setRetrying(err error, delay time.Duration) {
+	s.setState(StateRetrying, err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.retryAt = time.Now().Add(delay)
+	}
 }
 
 // setReady publishes a new connection; false if the session closed.
@@ -483,7 +495,7 @@ func (s *Session) setReady(conn *Conn, res resolution) bool {
 	if s.closed {
 		return false
 	}
-	s.state, s.err, s.since = StateReady, nil, time.Now()
+	s.state, s.err, s.since, s.retryAt = StateReady, nil, time.Now(), time.Time{}
 	s.conn, s.uid, s.podPorts, s.resolveErr = conn, res.uid, res.ports, nil
 	s.dials++
 	// A port added since the resolve is not in the map yet.
@@ -522,7 +534,7 @@ func (s *Session) requestRefreshLocked() {
 
 // connFor waits until deadline for a ready connection other than avoid
 // (nil for any) and returns it with the pod's number for remote.
-func (s *Session) connFor(ctx context.Context, remote config.RemotePort, avoid *Conn, deadline time.Time) (*Conn, int, error) {
+func (s *Session) connFor(ctx context.Context, remote RemotePort, avoid *Conn, deadline time.Time) (*Conn, int, error) {
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	for {
@@ -629,17 +641,21 @@ type SessionStatus struct {
 	State State
 	Err   error     // why retrying or failed
 	Since time.Time // when State was entered
-	Pod   string    // the pod connected to, while ready
-	UID   string    // that pod's UID, if the resolver knew it
-	Dials int       // successful dials so far
-	Stats Snapshot
+	// RetryAt is when a retrying session tries again by its backoff (a
+	// Refresh, a pod event or the API server coming back may be sooner);
+	// zero in other states.
+	RetryAt time.Time
+	Pod     string // the pod connected to, while ready
+	UID     string // that pod's UID, if the resolver knew it
+	Dials   int    // successful dials so far
+	Stats   Snapshot
 }
 
 // Status returns the session's current status.
 func (s *Session) Status() SessionStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := SessionStatus{State: s.state, Err: s.err, Since: s.since, Dials: s.dials, Stats: s.Stats.Snapshot()}
+	st := SessionStatus{State: s.state, Err: s.err, Since: s.since, RetryAt: s.retryAt, Dials: s.dials, Stats: s.Stats.Snapshot()}
 	if s.conn != nil {
 		st.Pod, st.UID = s.conn.pod, s.uid
 	}
@@ -655,15 +671,10 @@ func (s *Session) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// Ports returns the session's ports in the order added.
-func (s *Session) Ports() []*Port {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.ports)
-}
-
-// Close closes the session: first its listeners, then its forwarded
-// connections, then the connection to the pod. It makes Run return.
+// Close closes the session now, as the end of its context does: first its
+// listeners, then its forwarded connections, then the connection to the
+// pod; it makes Run return. Only a session that never ran needs it: Run
+// closes the session when it returns.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/internal/leakcheck"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
 	"github.com/tunnels-dev/tunnels/internal/testrun"
@@ -25,7 +24,7 @@ type fakeResolver struct {
 	gate  chan struct{} // when set, each call waits for a receive
 }
 
-func (r *fakeResolver) resolve(ctx context.Context, remotes []config.RemotePort, _ string) (Resolved, error) {
+func (r *fakeResolver) resolve(ctx context.Context, remotes []RemotePort, _ string) (Resolved, error) {
 	r.mu.Lock()
 	r.calls++
 	err, gate := r.err, r.gate
@@ -69,8 +68,9 @@ func (r *fakeResolver) count() int {
 // runSession runs a session until the test ends.
 func runSession(t *testing.T, opts SessionOptions) *Session {
 	t.Helper()
-	s := NewSession(opts)
-	testrun.Background(t, s.Run)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := NewSession(ctx, opts)
+	testrun.Go(t, cancel, s.Run)
 	return s
 }
 
@@ -84,7 +84,7 @@ func sessionOptions(k *fakeKubelet, r *fakeResolver) SessionOptions {
 	}
 }
 
-func addPort(t *testing.T, s *Session, remote config.RemotePort) *Port {
+func addPort(t *testing.T, s *Session, remote RemotePort) *Port {
 	t.Helper()
 	l, err := Listen([]string{"127.0.0.1"}, 0)
 	if err != nil {
@@ -127,11 +127,11 @@ func TestSessionPortsShareOneConnection(t *testing.T) {
 	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t), 81: testnet.Echo(t)})
 	r := &fakeResolver{}
 	s := runSession(t, sessionOptions(k, r))
-	p80 := addPort(t, s, config.RemotePort{Name: "http"})
+	p80 := addPort(t, s, RemotePort{Name: "http"})
 	checkEcho(t, p80, "to http")
 
 	// A port added later, on a port the last resolve did not cover.
-	p81 := addPort(t, s, config.RemotePort{Number: 81})
+	p81 := addPort(t, s, RemotePort{Number: 81})
 	checkEcho(t, p81, "to 81")
 	if got := k.dialCount(); got != 1 {
 		t.Errorf("%d SPDY connections for two ports, want 1", got)
@@ -157,8 +157,11 @@ func TestSessionPortsShareOneConnection(t *testing.T) {
 	if st := s.Status(); st.State != StateReady || st.Pod != "web" || st.Dials != 1 {
 		t.Errorf("session status = %+v, want ready on web after 1 dial", st)
 	}
-	if got := len(s.Ports()); got != 1 {
-		t.Errorf("%d ports, want 1", got)
+	s.mu.Lock()
+	ports := len(s.ports)
+	s.mu.Unlock()
+	if ports != 1 {
+		t.Errorf("%d ports, want 1", ports)
 	}
 }
 
@@ -167,7 +170,7 @@ func TestSessionRedialsAfterLoss(t *testing.T) {
 	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	r := &fakeResolver{}
 	s := runSession(t, sessionOptions(k, r))
-	p := addPort(t, s, config.RemotePort{Number: 80})
+	p := addPort(t, s, RemotePort{Number: 80})
 	checkEcho(t, p, "first")
 
 	// Hold the next resolve, so a connection arrives while redialing.
@@ -208,9 +211,9 @@ func TestSessionFailFast(t *testing.T) {
 	r := &fakeResolver{err: notFound}
 	opts := sessionOptions(k, r)
 	opts.FailFast = true
-	s := NewSession(opts)
-	p := addPort(t, s, config.RemotePort{Number: 80})
-	err := s.Run(t.Context())
+	s := NewSession(t.Context(), opts)
+	p := addPort(t, s, RemotePort{Number: 80})
+	err := s.Run()
 	if !errors.Is(err, notFound) {
 		t.Fatalf("Run = %v, want the resolve error", err)
 	}
@@ -222,7 +225,7 @@ func TestSessionFailFast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddPort(l, config.RemotePort{Number: 1}); !errors.Is(err, ErrClosed) {
+	if _, err := s.AddPort(l, RemotePort{Number: 1}); !errors.Is(err, ErrClosed) {
 		t.Errorf("AddPort after Run returned = %v, want ErrClosed", err)
 	}
 }
@@ -235,7 +238,7 @@ func TestSessionPermanentFailureWaitsForRefresh(t *testing.T) {
 	opts := sessionOptions(k, r)
 	opts.Permanent = func(err error) bool { return errors.Is(err, forbidden) }
 	s := runSession(t, opts)
-	p := addPort(t, s, config.RemotePort{Number: 80})
+	p := addPort(t, s, RemotePort{Number: 80})
 	eventually(t, "the failed state", func() bool { return s.Status().State == StateFailed })
 	calls := r.count()
 
@@ -264,8 +267,8 @@ func TestSessionRedialsWhenPodIsGone(t *testing.T) {
 	})
 	r := &fakeResolver{}
 	s := runSession(t, sessionOptions(k, r))
-	p80 := addPort(t, s, config.RemotePort{Number: 80})
-	p81 := addPort(t, s, config.RemotePort{Number: 81})
+	p80 := addPort(t, s, RemotePort{Number: 80})
+	p81 := addPort(t, s, RemotePort{Number: 81})
 	checkEcho(t, p80, "up")
 	// A connection told the pod is gone before anything came back is not
 	// failed: the session redials, and the connection, with what it had
@@ -292,11 +295,11 @@ func TestSessionCloseEndsEverything(t *testing.T) {
 	leakcheck.Check(t)
 	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 	r := &fakeResolver{}
-	s := NewSession(sessionOptions(k, r))
-	p := addPort(t, s, config.RemotePort{Number: 80})
 	ctx, cancel := context.WithCancel(t.Context())
+	s := NewSession(ctx, sessionOptions(k, r))
+	p := addPort(t, s, RemotePort{Number: 80})
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	go func() { done <- s.Run() }()
 	c := dialPort(t, p)
 	c.Write([]byte("x"))
 	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/moby/spdystream/spdy"
 
-	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/internal/leakcheck"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
 )
@@ -155,7 +154,7 @@ func TestSessionRetriesAnUnansweredStream(t *testing.T) {
 	opts := sessionOptions(k, &fakeResolver{})
 	opts.Conn.StreamCreationTimeout = 200 * time.Millisecond
 	s := runSession(t, opts)
-	p := addPort(t, s, config.RemotePort{Number: 80})
+	p := addPort(t, s, RemotePort{Number: 80})
 	eventually(t, "the first connection", func() bool { return s.Status().State == StateReady })
 	k.mu.Lock()
 	k.noReply = false // the next connection answers
@@ -179,7 +178,7 @@ func (r *uidResolver) set(pod, uid string) {
 	r.pod, r.uid = pod, uid
 }
 
-func (r *uidResolver) resolve(_ context.Context, remotes []config.RemotePort, _ string) (Resolved, error) {
+func (r *uidResolver) resolve(_ context.Context, remotes []RemotePort, _ string) (Resolved, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res := Resolved{Pod: r.pod, UID: r.uid}
@@ -204,7 +203,7 @@ func TestSessionMovesKeepOpenConnections(t *testing.T) {
 			opts := sessionOptions(k, nil)
 			opts.Resolve = r.resolve
 			s := runSession(t, opts)
-			p := addPort(t, s, config.RemotePort{Number: 80})
+			p := addPort(t, s, RemotePort{Number: 80})
 			open := dialPort(t, p)
 			open.SetDeadline(time.Now().Add(10 * time.Second))
 			exchange := func(msg string) {
@@ -372,7 +371,7 @@ func TestSessionRefusedConnections(t *testing.T) {
 	opts := sessionOptions(k, nil)
 	opts.Resolve = r.resolve
 	s := runSession(t, opts)
-	p := addPort(t, s, config.RemotePort{Number: 80})
+	p := addPort(t, s, RemotePort{Number: 80})
 	eventually(t, "ready", func() bool { return s.Status().State == StateReady })
 
 	// The pod was replaced, and its app no longer listens.
@@ -404,7 +403,7 @@ func TestSessionPodDeletedHoldsNewConnections(t *testing.T) {
 	var mu sync.Mutex
 	var noPod error
 	opts := sessionOptions(k, nil)
-	opts.Resolve = func(ctx context.Context, remotes []config.RemotePort, current string) (Resolved, error) {
+	opts.Resolve = func(ctx context.Context, remotes []RemotePort, current string) (Resolved, error) {
 		mu.Lock()
 		err := noPod
 		mu.Unlock()
@@ -415,7 +414,7 @@ func TestSessionPodDeletedHoldsNewConnections(t *testing.T) {
 	}
 	opts.Backoff = Backoff{Initial: time.Hour, Max: time.Hour} // only Refresh retries
 	s := runSession(t, opts)
-	p := addPort(t, s, config.RemotePort{Number: 80})
+	p := addPort(t, s, RemotePort{Number: 80})
 	eventually(t, "ready", func() bool { return s.Status().State == StateReady })
 
 	mu.Lock()

@@ -12,9 +12,9 @@ import (
 
 // readBufferSize is the bufio.Reader under spdystream's framer. The framer
 // reads each frame as two 4-byte words and then the payload; without a
-// buffer that is three read(2) calls per frame (PROTOCOL.md, "Where the
-// reference client is slow", 1). Payloads larger than the buffer are read
-// straight into the framer's slice, so this costs no extra copy for them.
+// buffer that is three read(2) calls per frame (docs/protocol.md §13.1).
+// Payloads larger than the buffer are read straight into the framer's
+// slice, so this costs no extra copy for them.
 const readBufferSize = 64 << 10
 
 // frameHeaderSize is the size of every SPDY/3.1 frame header, control or
@@ -69,8 +69,8 @@ func (c *wireConn) lastReadErr() error {
 // arrived. spdystream's framer writes a data frame as stream id (4 bytes),
 // flags and length (4 bytes) and payload, and a control frame in even more
 // pieces; with TCP_NODELAY each piece could leave as its own segment and
-// cost its own syscall (PROTOCOL.md, "Where the reference client is slow",
-// 2). The frame length is bytes 5-7 of every frame header, control or data.
+// cost its own syscall (docs/protocol.md §13.2). The frame length is bytes
+// 5-7 of every frame header, control or data.
 //
 // spdystream already serialises frame writes under its own lock; mu makes
 // frameWriter safe on its own anyway.
@@ -136,7 +136,7 @@ func (f *frameWriter) flush() error {
 // before spdystream handles them, and records which streams the server
 // finished with a FIN. spdystream ends a stream's reads with the same EOF
 // whether the server finished it, reset it, or the connection died
-// (PROTOCOL.md 8), so a FIN seen here is the only proof of a clean end:
+// (docs/protocol.md §7), so a FIN seen here is the only proof of a clean end:
 // the frame is read here before spdystream queues it, so by the time a
 // reader sees the EOF its FIN, if there was one, is recorded.
 //

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/tunnels-dev/tunnels/config"
 )
 
 // loadInCluster returns the pod's service account configuration when
@@ -48,7 +50,7 @@ func loadInCluster(getenv func(string) string, dir string) (*RestConfig, error) 
 		}
 	}
 	if rc.Namespace == "" {
-		rc.Namespace = "default"
+		rc.Namespace = config.DefaultNamespace
 	}
 	return rc, nil
 }

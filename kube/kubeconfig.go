@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/tunnels-dev/tunnels/config"
 )
 
 // Kubeconfig errors, for errors.Is.
@@ -190,7 +192,7 @@ func (k *Kubeconfig) Namespace(context string) string {
 	if c, ok := k.contexts[context]; ok && c.Namespace != "" {
 		return c.Namespace
 	}
-	return "default"
+	return config.DefaultNamespace
 }
 
 // where describes the loaded files for messages.
@@ -361,7 +363,7 @@ func buildRestConfig(name string, ctx *kcContext, cluster *kcCluster, user *kcUs
 		ProxyURL:  cluster.ProxyURL,
 	}
 	if rc.Namespace == "" {
-		rc.Namespace = "default"
+		rc.Namespace = config.DefaultNamespace
 	}
 	if user.Impersonate != "" {
 		rc.Impersonate = user.Impersonate

@@ -33,21 +33,18 @@ type Resolved struct {
 }
 
 // Resolve picks the pod a target forwards to and maps the remote ports to
-// container ports, with kubectl's rules (PROTOCOL.md §12): a pod target must
+// container ports, with kubectl's rules (docs/protocol.md §11): a pod target must
 // be Running, Ready and not terminating; a service, deployment, statefulset
 // or selector resolves to its newest Running and Ready pod that is not
 // terminating; a service port (number or name) maps through its targetPort
 // to a container port of that pod; UDP-only ports are refused.
-func (c *Client) Resolve(ctx context.Context, namespace string, t config.Target, remotes []config.RemotePort) (*Resolved, error) {
-	return c.ResolvePreferring(ctx, namespace, t, remotes, "")
-}
-
-// ResolvePreferring is Resolve, except that for a service, deployment,
-// statefulset or selector target it keeps the pod named prefer while that
-// pod is still one of the target's Running and Ready pods: a tunnel that
-// re-resolves (to map a newly added port, say) stays on the pod its open
-// connections use rather than moving to a newer one.
-func (c *Client) ResolvePreferring(ctx context.Context, namespace string, t config.Target, remotes []config.RemotePort, prefer string) (*Resolved, error) {
+//
+// For a service, deployment, statefulset or selector target it keeps the
+// pod named prefer ("" for none) while that pod is still one of the
+// target's Running and Ready pods: a tunnel that re-resolves (to map a
+// newly added port, say) stays on the pod its open connections use rather
+// than moving to a newer one.
+func (c *Client) Resolve(ctx context.Context, namespace string, t config.Target, remotes []config.RemotePort, prefer string) (*Resolved, error) {
 	what := fmt.Sprintf("resolve %s in namespace %q", t, namespace)
 	var (
 		pod *Pod

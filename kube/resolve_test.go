@@ -113,7 +113,7 @@ func TestResolve(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := c.Resolve(t.Context(), "dev", tt.target, tt.remotes)
+			got, err := c.Resolve(t.Context(), "dev", tt.target, tt.remotes, "")
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Resolve error %v, want %v", err, tt.wantErr)

@@ -246,20 +246,6 @@ func Open(opts Options) (*Loop, error) {
 	return l, nil
 }
 
-// Run wraps Open and (*Loop).Run: it returns Open's error, or runs the loop
-// until ctx is done.
-func Run(ctx context.Context, opts Options) error {
-	l, err := Open(opts)
-	if err != nil {
-		return err
-	}
-	return l.Run(ctx)
-}
-
-// Specs returns the distinct specs Open read, sorted: what Run starts
-// first. Call it before Run.
-func (l *Loop) Specs() []config.Spec { return append([]config.Spec(nil), l.specs...) }
-
 // Run applies the config read by Open (a plan that starts every spec), then
 // watches the file and applies each valid change until ctx is done, and
 // returns nil. It does not stop the running forwards when it returns: they

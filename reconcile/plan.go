@@ -47,38 +47,6 @@ func (p Plan) Desired() []config.Spec {
 // Changed reports whether applying the plan starts or stops anything.
 func (p Plan) Changed() bool { return len(p.Start) > 0 || len(p.Stop) > 0 }
 
-// SessionPlan is a Plan seen by session (context, namespace, target): which
-// port-forward sessions disappear, appear, or stay. An applier keeps the
-// SPDY connection of a Kept session and only adds or removes its ports.
-type SessionPlan struct {
-	New  []config.Session // desired, none of whose specs runs now
-	Gone []config.Session // running, none of whose specs is desired
-	Kept []config.Session // running and still desired (ports may change)
-}
-
-// Sessions groups the plan by session. Each list is sorted and holds no
-// duplicates.
-func (p Plan) Sessions() SessionPlan {
-	desired := map[config.Session]bool{}
-	running := map[config.Session]bool{}
-	for _, s := range p.Start {
-		desired[s.Session] = true
-	}
-	for _, s := range p.Stop {
-		running[s.Session] = true
-	}
-	for _, s := range p.Keep {
-		desired[s.Session] = true
-		running[s.Session] = true
-	}
-	var sp SessionPlan
-	sp.New, sp.Kept, sp.Gone = partition(desired, running)
-	slices.SortFunc(sp.New, compareSessions)
-	slices.SortFunc(sp.Gone, compareSessions)
-	slices.SortFunc(sp.Kept, compareSessions)
-	return sp
-}
-
 // partition splits the members of two sets: only in a, in both, only in b.
 func partition[K comparable](a, b map[K]bool) (onlyA, both, onlyB []K) {
 	for k := range a {
@@ -104,9 +72,8 @@ func setOf(specs []config.Spec) map[config.Spec]bool {
 	return m
 }
 
-// compareSpecs and compareSessions are the orders config defines.
-func compareSpecs(a, b config.Spec) int       { return a.Compare(b) }
-func compareSessions(a, b config.Session) int { return a.Compare(b) }
+// compareSpecs is the order config defines.
+func compareSpecs(a, b config.Spec) int { return a.Compare(b) }
 
 // sortedSpecs returns the distinct specs, sorted.
 func sortedSpecs(specs []config.Spec) []config.Spec {

@@ -12,11 +12,9 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-)
 
-// stateDirName is the directory next to the config file where tunnels keeps
-// its own files (see State). Its events never trigger a reload.
-const stateDirName = ".tunnels"
+	"github.com/tunnels-dev/tunnels/config"
+)
 
 // newNotifier creates the file notifier; tests replace it to force the
 // fallback to polling.
@@ -56,7 +54,7 @@ type watcher struct {
 func newWatcher(path string, poll bool, interval time.Duration, log *slog.Logger) *watcher {
 	w := &watcher{
 		path:     path,
-		stateDir: filepath.Join(filepath.Dir(path), stateDirName),
+		stateDir: config.StateDirOf(path),
 		interval: interval,
 		log:      log,
 	}

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tunnels-dev/tunnels/config"
 )
 
 // The control socket lets `tunnels status` and `tunnels port` ask a running
@@ -27,7 +29,7 @@ func socketPath(file string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("resolve config path: %w", err)
 	}
-	p := filepath.Join(filepath.Dir(abs), ".tunnels", "control.sock")
+	p := filepath.Join(config.StateDirOf(abs), "control.sock")
 	if len(p) <= 100 {
 		return p, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/forward"
 	"github.com/tunnels-dev/tunnels/kube"
+	"github.com/tunnels-dev/tunnels/tunnel"
 )
 
 func init() {
@@ -118,40 +119,30 @@ func runForward(ctx context.Context, e *env, args []string) int {
 	defer client.Close()
 
 	key := config.Session{Context: rc.Context, Namespace: namespace, Target: target}
-	s := forward.NewSession(forward.SessionOptions{
-		Upgrader:  upgrader{client},
-		Namespace: namespace,
-		Resolve:   resolver(client, key),
-		Tunnel:    "forward",
-		Target:    target.String(),
-		Logger:    log.With("context", rc.Context),
-		FailFast:  true,
-	})
+	c := tunnel.KubeClient(client)
+	slog := log.With("context", rc.Context)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s := tunnel.NewSession(ctx, c, key, tunnel.SessionOptions{Tunnel: "forward", Logger: slog, FailFast: true})
 	var ports []*forward.Port
 	for _, spec := range specs {
 		l, err := forward.Listen(addresses, spec.Local)
 		if err == nil {
 			var p *forward.Port
-			p, err = s.AddPort(l, spec.Remote)
+			p, err = s.AddPort(l, forward.RemotePort(spec.Remote))
 			ports = append(ports, p)
 		}
 		if err != nil {
-			s.Close()
+			_ = s.Close() // it never ran
 			fmt.Fprintf(e.stderr, "tunnels forward: %s: %v\n", spec, err)
 			return exitFail
 		}
 	}
 
 	runErr := make(chan error, 1)
-	go func() { runErr <- s.Run(ctx) }()
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	watchDone := make(chan struct{})
 	go func() {
-		defer close(watchDone)
-		w := &podWatch{client: client, namespace: namespace, s: s, log: log.With("tunnel", "forward", "target", target.String())}
-		w.run(watchCtx)
+		runErr <- tunnel.RunSession(ctx, c, namespace, s, slog.With("tunnel", "forward", "target", target.String()))
 	}()
-	defer func() { stopWatch(); <-watchDone }()
 
 	// Print kubectl's lines once the first connection is up, when the
 	// numbers behind named ports are known.

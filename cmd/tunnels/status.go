@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tunnels-dev/tunnels/tunnel"
 )
 
 // statusReport is what a running `tunnels up` reports: one row per
@@ -49,6 +51,33 @@ type portRow struct {
 	BytesIn   int64  `json:"bytesIn"`
 	BytesOut  int64  `json:"bytesOut"`
 	LastError string `json:"lastError,omitempty"`
+	// NextRetry is when a port waiting to bind, or its retrying session,
+	// tries again by its backoff (SIGHUP, a save or a pod event may be
+	// sooner).
+	NextRetry time.Time `json:"nextRetry,omitzero"`
+}
+
+// portRows renders the applier's status as the rows of the report.
+func portRows(st []tunnel.PortStatus) []portRow {
+	rows := make([]portRow, 0, len(st))
+	for _, ps := range st {
+		spec := ps.Spec
+		row := portRow{
+			Tunnel: spec.Tunnel, Context: spec.Session.Context, Namespace: spec.Session.Namespace,
+			Target: spec.Session.Target.String(), Pod: ps.Pod, Remote: spec.Remote.String(),
+			LocalPort: ps.LocalPort, State: ps.State,
+			Active: ps.Stats.Active, Total: ps.Stats.Total, BytesIn: ps.Stats.BytesIn, BytesOut: ps.Stats.BytesOut,
+		}
+		for _, a := range ps.Addrs {
+			row.Local = append(row.Local, a.String())
+		}
+		if ps.Err != nil {
+			row.LastError = ps.Err.Error()
+		}
+		row.NextRetry = ps.RetryAt
+		rows = append(rows, row)
+	}
+	return rows
 }
 
 // writeTable prints the report as the table `tunnels up` and

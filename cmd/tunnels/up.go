@@ -18,6 +18,7 @@ import (
 	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/kube"
 	"github.com/tunnels-dev/tunnels/reconcile"
+	"github.com/tunnels-dev/tunnels/tunnel"
 )
 
 // drainTimeout is how long open connections may run on after SIGINT/SIGTERM.
@@ -95,11 +96,15 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 
 	// A state file that cannot be read still gives a usable, empty state:
 	// the remembered ports are only a preference.
-	state, err := reconcile.OpenState(*file)
+	memory, err := tunnel.OpenPortMemory(*file)
 	if err != nil {
 		log.Warn("ignoring the remembered local ports", "err", err)
 	}
-	m := newManager(managerOptions{Logger: log, Kubeconfig: kc, Getenv: e.getenv, State: state})
+	m := tunnel.Start(context.WithoutCancel(ctx), tunnel.Options{
+		Logger:  log,
+		Clients: tunnel.KubeClients(kc, kube.ClientOptions{Logger: log, Getenv: e.getenv}),
+		Memory:  memory,
+	})
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -148,7 +153,7 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 		statusMu.Lock()
 		cs := cfgState
 		statusMu.Unlock()
-		return statusReport{File: *file, PID: os.Getpid(), Started: started, Config: cs, Tunnels: m.report()}
+		return statusReport{File: *file, PID: os.Getpid(), Started: started, Config: cs, Tunnels: portRows(m.Status())}
 	}
 	ctl, err := startControl(*file, report)
 	if err != nil {

@@ -20,8 +20,18 @@ func Background(t testing.TB, run func(ctx context.Context) error) {
 	// Not t.Context(): that is cancelled before any cleanup runs, and run
 	// must outlive the cleanups registered after this call.
 	ctx, cancel := context.WithCancel(context.Background())
+	Go(t, cancel, func() error { return run(ctx) })
+}
+
+// Go calls run in a new goroutine for an object that lives under a context
+// (made with context.Background, not t.Context, to outlive the cleanups
+// registered after this call); when the test ends, a cleanup registered now
+// calls cancel, and the test fails if run then returns an error or does not
+// return within StopTimeout.
+func Go(t testing.TB, cancel context.CancelFunc, run func() error) {
+	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
+	go func() { done <- run() }()
 	t.Cleanup(func() {
 		cancel()
 		select {

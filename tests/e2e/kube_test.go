@@ -155,7 +155,7 @@ func TestKubeRBACErrors(t *testing.T) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
 	}
-	_, err = limited.Resolve(ctx, other, config.Target{Kind: config.KindService, Name: "web"}, []config.RemotePort{{Number: 80}})
+	_, err = limited.Resolve(ctx, other, config.Target{Kind: config.KindService, Name: "web"}, []config.RemotePort{{Number: 80}}, "")
 	if !errors.Is(err, kube.ErrForbidden) || !strings.Contains(err.Error(), `"services"`) {
 		t.Errorf("limited resolve outside its namespace: %v, want ErrForbidden on services", err)
 	}
@@ -172,7 +172,7 @@ func TestKubeRBACErrors(t *testing.T) {
 	if !errors.Is(err, kube.ErrNotFound) || !strings.Contains(err.Error(), `"no-such-pod"`) || !strings.Contains(err.Error(), `namespace "`+other+`"`) {
 		t.Errorf("missing pod: %v, want ErrNotFound naming the pod and namespace", err)
 	}
-	_, err = admin.Resolve(ctx, other, config.Target{Kind: config.KindDeployment, Name: "ghost"}, []config.RemotePort{{Number: 80}})
+	_, err = admin.Resolve(ctx, other, config.Target{Kind: config.KindDeployment, Name: "ghost"}, []config.RemotePort{{Number: 80}}, "")
 	if !errors.Is(err, kube.ErrNotFound) || !strings.Contains(err.Error(), `"ghost"`) {
 		t.Errorf("missing deployment: %v, want ErrNotFound naming it", err)
 	}
@@ -228,7 +228,7 @@ func TestKubeResolve(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := admin.Resolve(ctx, ns, tt.target, tt.remotes)
+			got, err := admin.Resolve(ctx, ns, tt.target, tt.remotes, "")
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("error %v, want %v", err, tt.wantErr)
@@ -249,7 +249,7 @@ func TestKubeResolve(t *testing.T) {
 			}
 		})
 	}
-	if _, err := admin.Resolve(ctx, ns, config.Target{Kind: config.KindService, Name: "empty"}, []config.RemotePort{{Number: 80}}); err == nil || !strings.Contains(err.Error(), `service "empty"`) {
+	if _, err := admin.Resolve(ctx, ns, config.Target{Kind: config.KindService, Name: "empty"}, []config.RemotePort{{Number: 80}}, ""); err == nil || !strings.Contains(err.Error(), `service "empty"`) {
 		t.Errorf("no-pod error %v does not name the service", err)
 	}
 }

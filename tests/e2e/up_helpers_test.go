@@ -126,24 +126,26 @@ func (p *upProc) stopWith(sig os.Signal) {
 
 // statusRow mirrors a row of `tunnels status -o json`.
 type statusRow struct {
-	Tunnel    string   `json:"tunnel"`
-	Target    string   `json:"target"`
-	Pod       string   `json:"pod"`
-	Local     []string `json:"local"`
-	LocalPort int      `json:"localPort"`
-	Remote    string   `json:"remote"`
-	State     string   `json:"state"`
-	Active    int64    `json:"activeConnections"`
-	Total     int64    `json:"totalConnections"`
-	BytesIn   int64    `json:"bytesIn"`
-	BytesOut  int64    `json:"bytesOut"`
-	LastError string   `json:"lastError"`
+	Tunnel    string    `json:"tunnel"`
+	Target    string    `json:"target"`
+	Pod       string    `json:"pod"`
+	Local     []string  `json:"local"`
+	LocalPort int       `json:"localPort"`
+	Remote    string    `json:"remote"`
+	State     string    `json:"state"`
+	Active    int64     `json:"activeConnections"`
+	Total     int64     `json:"totalConnections"`
+	BytesIn   int64     `json:"bytesIn"`
+	BytesOut  int64     `json:"bytesOut"`
+	LastError string    `json:"lastError"`
+	NextRetry time.Time `json:"nextRetry"`
 }
 
 type statusDoc struct {
 	File   string `json:"file"`
 	Config struct {
-		Error string `json:"error"`
+		Error      string    `json:"error"`
+		LastReload time.Time `json:"lastReload"`
 	} `json:"config"`
 	Tunnels []statusRow `json:"tunnels"`
 }

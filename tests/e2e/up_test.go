@@ -211,11 +211,16 @@ func TestUpRemoveFreesPort(t *testing.T) {
 }
 
 // TestUpPortInUseAndSIGHUP: a tunnel whose port is taken fails alone and is
-// retried; SIGHUP retries at once once the port is free. On localhost, a
-// port taken on 127.0.0.1 alone (a local server on this machine) fails the
-// tunnel too, rather than letting it listen on ::1 while 127.0.0.1 reaches
-// the other server.
+// retried with backoff; SIGHUP retries at once once the port is free. On
+// localhost, a port taken on 127.0.0.1 alone (a local server on this
+// machine) fails the tunnel too, rather than letting it listen on ::1 while
+// 127.0.0.1 reaches the other server.
+//
+// To tell SIGHUP from the backoff, the ports are freed only once the next
+// retry of both is at least minLead away, as the status reports it, and
+// both must be bound before then.
 func TestUpPortInUseAndSIGHUP(t *testing.T) {
+	const minLead = 2 * time.Second
 	f := newUpFixture(t)
 	dir := t.TempDir()
 	busy := map[string]net.Listener{}
@@ -237,16 +242,35 @@ func TestUpPortInUseAndSIGHUP(t *testing.T) {
 			return ok && r.LastError != ""
 		})
 		r, _ := d.row(name, "80")
-		if r.State != "retrying" || !strings.Contains(r.LastError, "address already in use") {
-			t.Errorf("%s: state %q, error %q; want retrying, 'address already in use'", name, r.State, r.LastError)
+		if r.State != "retrying" || !strings.Contains(r.LastError, "address already in use") || r.NextRetry.IsZero() {
+			t.Errorf("%s: state %q, error %q, next retry %v; want retrying, 'address already in use', a time", name, r.State, r.LastError, r.NextRetry)
 		}
 	}
+	// The backoff doubles: wait until both retries are far enough off.
+	var deadline time.Time
+	p.waitStatus(fmt.Sprintf("both retries at least %v away", minLead), func(d *statusDoc) bool {
+		deadline = time.Time{}
+		for name := range busy {
+			r, ok := d.row(name, "80")
+			if !ok || time.Until(r.NextRetry) < minLead {
+				return false
+			}
+			if deadline.IsZero() || r.NextRetry.Before(deadline) {
+				deadline = r.NextRetry
+			}
+		}
+		return true
+	})
 	for _, l := range busy {
 		l.Close()
 	}
 	p.signal(syscall.SIGHUP)
 	for name := range busy {
-		dialEcho(t, p.waitReady(name, "80"), name+" is free now")
+		addr := p.waitReady(name, "80")
+		if now := time.Now(); !now.Before(deadline) {
+			t.Errorf("%s bound at %v, not before its backoff's retry at %v: SIGHUP did not retry it", name, now.Format(time.StampMilli), deadline.Format(time.StampMilli))
+		}
+		dialEcho(t, addr, name+" is free now")
 	}
 	p.stop()
 }
@@ -329,8 +353,11 @@ func TestUpRandomPortRemembered(t *testing.T) {
 }
 
 // TestUpMissingPodRecovers: a tunnel whose pod does not exist yet fails
-// alone, shows why, and starts forwarding once the pod appears, while the
-// other tunnel serves throughout.
+// alone, shows why, and starts forwarding as soon as the pod watch sees the
+// pod Ready, while the other tunnel serves throughout. The pod is created
+// only once the session's next retry by backoff is far enough off that
+// the pod's readiness comes first (the status reports the retry's time),
+// and no SIGHUP is sent: only the pod watch can start it in time.
 func TestUpMissingPodRecovers(t *testing.T) {
 	f := newUpFixture(t)
 	dir := t.TempDir()
@@ -350,12 +377,26 @@ func TestUpMissingPodRecovers(t *testing.T) {
 	}
 	dialEcho(t, okAddr, "ok while late is missing")
 
+	// The backoff doubles; kwok makes a pod Ready within a second or two.
+	const minLead = 5 * time.Second
+	d = p.waitStatus(fmt.Sprintf("late's retry at least %v away", minLead), func(d *statusDoc) bool {
+		r, ok := d.row("late", "80")
+		return ok && time.Until(r.NextRetry) >= minLead
+	})
+	r, _ = d.row("late", "80")
+	deadline := r.NextRetry
 	f.c.Pod(t, f.ns, "late", cluster.PodOptions{
 		Ports:   []corev1.ContainerPort{{Name: "echo", ContainerPort: 80}},
 		Forward: map[int32]string{80: longEcho(t)},
 	})
-	p.signal(syscall.SIGHUP) // retry now rather than after the backoff
-	dialEcho(t, p.waitReady("late", "80"), "late is here")
+	addr := p.waitReady("late", "80")
+	if now := time.Now(); !now.Before(deadline) {
+		t.Errorf("late ready at %v, not before its backoff's retry at %v: the pod watch did not start it", now.Format(time.StampMilli), deadline.Format(time.StampMilli))
+	}
+	if !strings.Contains(p.stderr.String(), "a pod became ready; resolving the target again") {
+		t.Errorf("the log does not show the pod watch starting the tunnel:\n%s", p.stderr.String())
+	}
+	dialEcho(t, addr, "late is here")
 	p.stop()
 }
 
@@ -486,8 +527,9 @@ func TestUpAddPortStaysOnPod(t *testing.T) {
 	f.c.Pod(t, f.ns, "sticky-2", podOpts("sticky-2")) // newer, Ready
 	writeFile(t, file, f.yaml("  s:\n    selector: app=sticky\n    ports: [\":http\", \":alt\"]\n"))
 	p.waitReady("s", "alt")
+	before := p.waitStatus("the save applied", func(d *statusDoc) bool { return !d.Config.LastReload.IsZero() }).Config.LastReload
 	p.signal(syscall.SIGHUP)
-	d := p.waitStatus("the reload after SIGHUP", func(d *statusDoc) bool { return true })
+	d := p.waitStatus("the reload after SIGHUP", func(d *statusDoc) bool { return d.Config.LastReload.After(before) })
 	for _, remote := range []string{"http", "alt"} {
 		if row, _ := d.row("s", remote); row.Pod != "sticky-1" {
 			t.Errorf("port %s is on pod %q, want sticky-1", remote, row.Pod)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/forward"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
 	"github.com/tunnels-dev/tunnels/internal/testrun"
@@ -33,10 +32,11 @@ type session struct {
 // port) per remote port.
 func startTrustSession(t testing.TB, up forward.Upgrader, conn forward.Options, remotes ...int) *session {
 	t.Helper()
-	s := forward.NewSession(forward.SessionOptions{
+	ctx, cancel := context.WithCancel(context.Background())
+	s := forward.NewSession(ctx, forward.SessionOptions{
 		Upgrader:  up,
 		Namespace: "default",
-		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
+		Resolve: func(ctx context.Context, rs []forward.RemotePort, _ string) (forward.Resolved, error) {
 			res := forward.Resolved{Pod: "web"}
 			for _, r := range rs {
 				res.Ports = append(res.Ports, r.Number)
@@ -53,13 +53,13 @@ func startTrustSession(t testing.TB, up forward.Upgrader, conn forward.Options, 
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := s.AddPort(l, config.RemotePort{Number: r})
+		p, err := s.AddPort(l, forward.RemotePort{Number: r})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ss.ports[r] = p
 	}
-	testrun.Background(t, s.Run)
+	testrun.Go(t, cancel, s.Run)
 	return ss
 }
 
@@ -349,10 +349,11 @@ func TestSessionRedialsAfterTheServerDies(t *testing.T) {
 func TestShutdownIsBounded(t *testing.T) {
 	checkLeaks(t)
 	k := newKubelet(t, map[int32]string{80: testnet.Echo(t)})
-	s := forward.NewSession(forward.SessionOptions{
+	ctx, cancel := context.WithCancel(t.Context())
+	s := forward.NewSession(ctx, forward.SessionOptions{
 		Upgrader:  k.upgrader(t),
 		Namespace: "default",
-		Resolve: func(ctx context.Context, rs []config.RemotePort, _ string) (forward.Resolved, error) {
+		Resolve: func(ctx context.Context, rs []forward.RemotePort, _ string) (forward.Resolved, error) {
 			return forward.Resolved{Pod: "web", Ports: []int{80}}, nil
 		},
 	})
@@ -360,12 +361,11 @@ func TestShutdownIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddPort(l, config.RemotePort{Number: 80}); err != nil {
+	if _, err := s.AddPort(l, forward.RemotePort{Number: 80}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	go func() { done <- s.Run() }()
 	var open []net.Conn
 	for range 10 {
 		c, err := net.Dial("tcp4", l.Addrs()[0].String())

@@ -1,9 +1,8 @@
-package main
+package tunnel
 
 import (
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/tunnels-dev/tunnels/forward"
 	"github.com/tunnels-dev/tunnels/kube"
@@ -39,7 +38,8 @@ func podEvent(typ, name, uid string, ready bool) kube.PodEvent {
 
 // TestPodWatchTellsPodsByUID: the watch asks the session to resolve again
 // when its pod goes away or is re-created under its name, and not for
-// events of other pods or of its own pod staying Ready.
+// events of other pods or of its own pod staying Ready. A second session
+// on the same watch, connected to another pod, is told nothing.
 func TestPodWatchTellsPodsByUID(t *testing.T) {
 	ready := forward.SessionStatus{State: forward.StateReady, Pod: "db-0", UID: "uid-1"}
 	for _, tt := range []struct {
@@ -62,18 +62,23 @@ func TestPodWatchTellsPodsByUID(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeRefresher{st: ready}
-			w := &podWatch{s: f, namespace: "ns", log: slog.New(slog.DiscardHandler), ready: map[string]bool{"uid-1": true}}
-			w.pending = time.NewTimer(time.Hour)
-			w.pending.Stop()
-			deferred := 0
+			other := &fakeRefresher{st: forward.SessionStatus{State: forward.StateReady, Pod: "web-0", UID: "uid-7"}}
+			w := newPodWatch(nil, "ns", slog.New(slog.DiscardHandler))
+			w.ready["uid-1"] = true
+			w.add(f, w.log)
+			w.add(other, w.log)
 			for _, ev := range tt.events {
 				w.handle(ev)
-				if w.pending.Stop() {
-					deferred++ // a refresh deferred to the end of refreshInterval
-				}
+			}
+			deferred := 0
+			if !w.subs[f].due.IsZero() {
+				deferred++ // a refresh deferred to the end of refreshInterval
 			}
 			if got := f.refreshes + deferred; got != tt.want {
 				t.Errorf("refreshes = %d (%d deferred), want %d", got, deferred, tt.want)
+			}
+			if other.refreshes != 0 || !w.subs[other].due.IsZero() {
+				t.Errorf("the other session was refreshed %d times (deferred: %v), want 0", other.refreshes, !w.subs[other].due.IsZero())
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package reconcile
+package tunnel
 
 import (
 	"errors"
@@ -18,9 +18,9 @@ func TestStateRoundTrip(t *testing.T) {
 	named.Remote = config.RemotePort{Name: "http"}
 	gone := sp("old", "dev", 0, 80)
 
-	s, err := OpenState(cfg)
+	s, err := OpenPortMemory(cfg)
 	if err != nil {
-		t.Fatalf("OpenState on a fresh dir: %v", err)
+		t.Fatalf("OpenPortMemory on a fresh dir: %v", err)
 	}
 	if _, ok := s.Get(web); ok {
 		t.Errorf("Get on an empty state found a port")
@@ -33,9 +33,9 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Fatalf("Save: %v", err)
 	}
 
-	s2, err := OpenState(cfg)
+	s2, err := OpenPortMemory(cfg)
 	if err != nil {
-		t.Fatalf("OpenState after Save: %v", err)
+		t.Fatalf("OpenPortMemory after Save: %v", err)
 	}
 	for _, tt := range []struct {
 		spec   config.Spec
@@ -85,7 +85,7 @@ func TestStateRoundTrip(t *testing.T) {
 
 func TestStatePrune(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "tunnels.yaml")
-	s, err := OpenState(cfg)
+	s, err := OpenPortMemory(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestStatePrune(t *testing.T) {
 
 func TestStateSaveOnlyWhenChanged(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "tunnels.yaml")
-	s, err := OpenState(cfg)
+	s, err := OpenPortMemory(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestStateSaveOnlyWhenChanged(t *testing.T) {
 }
 
 func TestStateInvalidPortForgets(t *testing.T) {
-	s, err := OpenState(filepath.Join(t.TempDir(), "tunnels.yaml"))
+	s, err := OpenPortMemory(filepath.Join(t.TempDir(), "tunnels.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,24 +153,24 @@ func TestStateBadFile(t *testing.T) {
 			if err := os.MkdirAll(filepath.Join(dir, ".tunnels"), 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(StatePath(cfg), []byte(tt.content), 0o600); err != nil {
+			if err := os.WriteFile(MemoryPath(cfg), []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			s, err := OpenState(cfg)
+			s, err := OpenPortMemory(cfg)
 			if !errors.Is(err, ErrBadState) {
-				t.Errorf("OpenState error = %v, want ErrBadState", err)
+				t.Errorf("OpenPortMemory error = %v, want ErrBadState", err)
 			}
 			if s == nil {
-				t.Fatal("OpenState returned no usable state with its error")
+				t.Fatal("OpenPortMemory returned no usable state with its error")
 			}
 			// The state is usable, and Save replaces the bad file.
 			s.Set(sp("a", "dev", 0, 80), 50001)
 			if err := s.Save(); err != nil {
 				t.Fatal(err)
 			}
-			s2, err := OpenState(cfg)
+			s2, err := OpenPortMemory(cfg)
 			if err != nil {
-				t.Fatalf("OpenState after Save: %v", err)
+				t.Fatalf("OpenPortMemory after Save: %v", err)
 			}
 			if p, ok := s2.Get(sp("a", "dev", 0, 80)); p != 50001 || !ok {
 				t.Errorf("Get = %d, %v; want 50001, true", p, ok)
@@ -189,10 +189,10 @@ func TestStateSkipsInvalidEntries(t *testing.T) {
 		{"tunnel": "a", "context": "kind", "namespace": "dev", "kind": "pod", "target": "a", "address": "localhost", "remotePort": 80, "port": 0},
 		{"tunnel": "b", "context": "kind", "namespace": "dev", "kind": "pod", "target": "b", "address": "localhost", "remotePort": 80, "port": 50002}
 	]}`
-	if err := os.WriteFile(StatePath(cfg), []byte(content), 0o600); err != nil {
+	if err := os.WriteFile(MemoryPath(cfg), []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenState(cfg)
+	s, err := OpenPortMemory(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package reconcile
+package tunnel
 
 import (
 	"encoding/json"
@@ -14,19 +14,19 @@ import (
 	"github.com/tunnels-dev/tunnels/config"
 )
 
-// ErrBadState is wrapped by OpenState's error when the state file exists but
+// ErrBadState is wrapped by OpenPortMemory's error when the state file exists but
 // cannot be read or decoded.
 var ErrBadState = errors.New("unreadable state file")
 
 // stateVersion is the version of the state file format written by Save.
 const stateVersion = 1
 
-// State remembers the local port chosen for each forward whose LocalPort is
+// PortMemory remembers the local port chosen for each forward whose LocalPort is
 // 0 (":5000" in a port spec), so that it keeps its port across reloads and
 // restarts of tunnels up while the port is free. It lives in
 // .tunnels/state.json next to the config file. Its methods are safe for
 // concurrent use.
-type State struct {
+type PortMemory struct {
 	path string
 
 	mu    sync.Mutex
@@ -52,19 +52,19 @@ type stateEntry struct {
 	Port       int    `json:"port"`
 }
 
-// StatePath returns where the state of the config file at configPath lives:
+// MemoryPath returns where the state of the config file at configPath lives:
 // .tunnels/state.json in the config file's directory.
-func StatePath(configPath string) string {
-	return filepath.Join(filepath.Dir(configPath), stateDirName, "state.json")
+func MemoryPath(configPath string) string {
+	return filepath.Join(config.StateDirOf(configPath), "state.json")
 }
 
-// OpenState reads the state kept next to the config file at configPath. A
+// OpenPortMemory reads the state kept next to the config file at configPath. A
 // missing file is an empty state. A file that cannot be read or decoded is
-// not fatal — the state is only a preference — so OpenState then returns a
-// usable empty State together with an error wrapping ErrBadState, for the
+// not fatal — the state is only a preference — so OpenPortMemory then returns a
+// usable empty PortMemory together with an error wrapping ErrBadState, for the
 // caller to log; the next Save replaces the file.
-func OpenState(configPath string) (*State, error) {
-	s := &State{path: StatePath(configPath), ports: map[config.Spec]int{}}
+func OpenPortMemory(configPath string) (*PortMemory, error) {
+	s := &PortMemory{path: MemoryPath(configPath), ports: map[config.Spec]int{}}
 	data, err := os.ReadFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
@@ -98,7 +98,7 @@ func OpenState(configPath string) (*State, error) {
 }
 
 // Path returns the path of the state file.
-func (s *State) Path() string { return s.path }
+func (s *PortMemory) Path() string { return s.path }
 
 // stateKey is the identity of a spec in the state: everything but the local
 // port, which is what the state stores.
@@ -110,7 +110,7 @@ func stateKey(spec config.Spec) config.Spec {
 func validPort(p int) bool { return p > 0 && p <= 65535 }
 
 // Get returns the port chosen last time for spec, if any.
-func (s *State) Get(spec config.Spec) (port int, ok bool) {
+func (s *PortMemory) Get(spec config.Spec) (port int, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	port, ok = s.ports[stateKey(spec)]
@@ -118,7 +118,7 @@ func (s *State) Get(spec config.Spec) (port int, ok bool) {
 }
 
 // Set records the port chosen for spec. A port outside 1–65535 forgets it.
-func (s *State) Set(spec config.Spec, port int) {
+func (s *PortMemory) Set(spec config.Spec, port int) {
 	if !validPort(port) {
 		s.Forget(spec)
 		return
@@ -133,7 +133,7 @@ func (s *State) Set(spec config.Spec, port int) {
 }
 
 // Forget drops the port recorded for spec.
-func (s *State) Forget(spec config.Spec) {
+func (s *PortMemory) Forget(spec config.Spec) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := stateKey(spec)
@@ -145,7 +145,7 @@ func (s *State) Forget(spec config.Spec) {
 
 // Prune forgets every port recorded for a spec not in keep, so that the file
 // does not collect tunnels long removed from the config.
-func (s *State) Prune(keep []config.Spec) {
+func (s *PortMemory) Prune(keep []config.Spec) {
 	want := make(map[config.Spec]bool, len(keep))
 	for _, k := range keep {
 		want[stateKey(k)] = true
@@ -163,14 +163,14 @@ func (s *State) Prune(keep []config.Spec) {
 // Save writes the state if it changed since it was read or last saved. The
 // write is atomic (a temporary file renamed over the old one); the
 // directory is created with mode 0700 and the file with mode 0600.
-func (s *State) Save() error {
+func (s *PortMemory) Save() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.dirty {
 		return nil
 	}
 	f := stateFile{Version: stateVersion, Ports: []stateEntry{}}
-	for _, k := range slices.SortedFunc(maps.Keys(s.ports), compareSpecs) {
+	for _, k := range slices.SortedFunc(maps.Keys(s.ports), config.Spec.Compare) {
 		f.Ports = append(f.Ports, stateEntry{
 			Tunnel:     k.Tunnel,
 			Context:    k.Session.Context,

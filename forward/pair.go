@@ -27,7 +27,7 @@ const (
 
 // copyBufferSize is the local read size, and so the largest DATA frame we
 // send. io.Copy's 32 KiB makes frames of at most 32 KiB, and per-frame costs
-// dominate (PROTOCOL.md, "Where the reference client is slow", 3); 128 KiB
+// dominate (docs/protocol.md §13.3); 128 KiB
 // frames cut them by four while the kubelet's worst-case queue memory (250
 // frames) stays small. The buffers are pooled and held only while a read
 // has data to return (see waitReadable), so an idle connection holds none.
@@ -441,7 +441,7 @@ func (p *pair) retryable(err error) bool {
 
 // finish ends the pair as decided: it resets both streams (before anything
 // waits, so a frame blocked on them cannot stall the connection,
-// PROTOCOL.md 9), waits for the pair's goroutines, and ends local.
+// docs/protocol.md §8), waits for the pair's goroutines, and ends local.
 func (p *pair) finish(end outcome) {
 	close(p.quit)
 	if end == endRetry {

@@ -1,0 +1,201 @@
+package tunnel
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tunnels-dev/tunnels/config"
+	"github.com/tunnels-dev/tunnels/forward"
+	"github.com/tunnels-dev/tunnels/internal/leakcheck"
+	"github.com/tunnels-dev/tunnels/reconcile"
+)
+
+// onIPv4 is a spec listening on 127.0.0.1 only, so a test can hold its port.
+func onIPv4(spec config.Spec) config.Spec {
+	spec.Address = "127.0.0.1"
+	return spec
+}
+
+func startApplier(t *testing.T, f *fakeClient, o Options) *Applier {
+	t.Helper()
+	if o.Clients == nil {
+		o.Clients = func(string) (Client, error) { return f, nil }
+	}
+	if o.Backoff == (forward.Backoff{}) {
+		o.Backoff = forward.Backoff{Initial: time.Hour, Max: time.Hour}
+	}
+	a := Start(t.Context(), o)
+	t.Cleanup(func() { a.Close(0) })
+	return a
+}
+
+func apply(t *testing.T, a *Applier, p reconcile.Plan) {
+	t.Helper()
+	if err := a.Apply(t.Context(), p); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+}
+
+func statusOf(t *testing.T, a *Applier, spec config.Spec) PortStatus {
+	t.Helper()
+	for _, ps := range a.Status() {
+		if ps.Spec == spec {
+			return ps
+		}
+	}
+	t.Fatalf("no status for %v", names([]config.Spec{spec}))
+	return PortStatus{}
+}
+
+// until polls cond until it holds or the deadline passes.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// TestApplierStopsBeforeStarting: a plan that moves a local port from one
+// tunnel to another frees it before binding it again, in one Apply.
+func TestApplierStopsBeforeStarting(t *testing.T) {
+	leakcheck.Check(t)
+	a := startApplier(t, newFakeClient(), Options{})
+	old := onIPv4(sp("old", "dev", 0, 80))
+	apply(t, a, reconcile.Plan{Start: []config.Spec{old}})
+	st := statusOf(t, a, old)
+	if len(st.Addrs) == 0 {
+		t.Fatalf("old: state %s, err %v; want bound", st.State, st.Err)
+	}
+	port := st.LocalPort
+	nu := onIPv4(sp("new", "dev", port, 81))
+	apply(t, a, reconcile.Plan{Stop: []config.Spec{old}, Start: []config.Spec{nu}})
+	st = statusOf(t, a, nu)
+	if st.LocalPort != port || len(st.Addrs) == 0 {
+		t.Errorf("new: state %s, local port %d, err %v; want bound on %d at once", st.State, st.LocalPort, st.Err, port)
+	}
+	if got := len(a.Status()); got != 1 {
+		t.Errorf("%d ports reported, want 1", got)
+	}
+}
+
+// TestApplierBindRetry: a port in use is retried with backoff and bound
+// once it is free, without any further plan.
+func TestApplierBindRetry(t *testing.T) {
+	leakcheck.Check(t)
+	a := startApplier(t, newFakeClient(), Options{Backoff: forward.Backoff{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond}})
+	blocker, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := blocker.Addr().(*net.TCPAddr).Port
+	spec := onIPv4(sp("db", "dev", port, 5432))
+	apply(t, a, reconcile.Plan{Start: []config.Spec{spec}})
+	if st := statusOf(t, a, spec); st.State != StateRetrying || st.Err == nil || st.RetryAt.IsZero() {
+		t.Fatalf("state %s, err %v, next retry %v; want %s with the reason and the time of the retry", st.State, st.Err, st.RetryAt, StateRetrying)
+	}
+	blocker.Close()
+	until(t, "the port to be bound after its retry", func() bool { return statusOf(t, a, spec).LocalPort == port })
+}
+
+// TestApplierRetryPlanBindsAtOnce: a plan with Retry (SIGHUP) binds a
+// waiting port at once, long before its backoff ends.
+func TestApplierRetryPlanBindsAtOnce(t *testing.T) {
+	leakcheck.Check(t)
+	a := startApplier(t, newFakeClient(), Options{}) // an hour's backoff
+	blocker, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := blocker.Addr().(*net.TCPAddr).Port
+	spec := onIPv4(sp("db", "dev", port, 5432))
+	apply(t, a, reconcile.Plan{Start: []config.Spec{spec}})
+	blocker.Close()
+	apply(t, a, reconcile.Plan{Keep: []config.Spec{spec}})
+	if st := statusOf(t, a, spec); st.State != StateRetrying {
+		t.Fatalf("a plan without Retry: state %s, want still %s", st.State, StateRetrying)
+	}
+	apply(t, a, reconcile.Plan{Keep: []config.Spec{spec}, Retry: true})
+	if st := statusOf(t, a, spec); st.LocalPort != port || len(st.Addrs) == 0 {
+		t.Errorf("after a Retry plan: state %s, local port %d; want bound on %d", st.State, st.LocalPort, port)
+	}
+}
+
+// TestApplierSharesPodWatches: the sessions of one (context, namespace)
+// share one pod watch, which ends with the last of them.
+func TestApplierSharesPodWatches(t *testing.T) {
+	leakcheck.Check(t)
+	f := newFakeClient()
+	a := startApplier(t, f, Options{})
+	x, y, z := sp("x", "a", 0, 80), sp("y", "a", 0, 80), sp("z", "b", 0, 80)
+	y2 := y
+	y2.Remote.Number = 81
+	apply(t, a, reconcile.Plan{Start: []config.Spec{x, y, y2, z}})
+	until(t, "a watch per namespace", func() bool {
+		_, w, _ := f.snapshot()
+		return w["a"] >= 1 && w["b"] >= 1
+	})
+	apply(t, a, reconcile.Plan{Stop: []config.Spec{z, x}, Keep: []config.Spec{y, y2}})
+	until(t, "the watch of b to end", func() bool {
+		_, _, o := f.snapshot()
+		return o["b"] == 0
+	})
+	_, w, o := f.snapshot()
+	if w["a"] != 1 || w["b"] != 1 || o["a"] != 1 {
+		t.Errorf("watches started %v, open %v; want one each, a's still open", w, o)
+	}
+	a.Close(0)
+	if _, _, o := f.snapshot(); o["a"] != 0 || !f.closed {
+		t.Errorf("after Close: open watches %v, client closed %v; want none open, closed", o, f.closed)
+	}
+}
+
+// TestApplierClientErrorFailsAloneAndRetries: a context without a client
+// fails its tunnels only; a Retry plan tries again.
+func TestApplierClientErrorFailsAloneAndRetries(t *testing.T) {
+	leakcheck.Check(t)
+	f := newFakeClient()
+	broken := true
+	a := startApplier(t, f, Options{Clients: func(name string) (Client, error) {
+		if name == "nope" && broken {
+			return nil, errors.New(`context "nope" not found`)
+		}
+		return f, nil
+	}})
+	good, bad := sp("good", "dev", 0, 80), sp("bad", "dev", 0, 80)
+	bad.Session.Context = "nope"
+	apply(t, a, reconcile.Plan{Start: []config.Spec{bad, good}})
+	if st := statusOf(t, a, bad); st.State != StateFailed || st.Err == nil || !strings.Contains(st.Err.Error(), "nope") {
+		t.Errorf("bad: state %s, err %v; want %s naming the context", st.State, st.Err, StateFailed)
+	}
+	if st := statusOf(t, a, good); len(st.Addrs) == 0 {
+		t.Errorf("good: state %s, err %v; want bound", st.State, st.Err)
+	}
+	broken = false // read by the applier's goroutine only after the next Apply's send
+	apply(t, a, reconcile.Plan{Keep: []config.Spec{bad, good}, Retry: true})
+	if st := statusOf(t, a, bad); len(st.Addrs) == 0 {
+		t.Errorf("bad after Retry: state %s, err %v; want bound", st.State, st.Err)
+	}
+}
+
+// TestApplierForbiddenWaits: a forbidden target fails (see
+// TestSessionForbiddenWaits for the waiting) and tries again when a plan
+// changes something.
+func TestApplierForbiddenWaits(t *testing.T) {
+	leakcheck.Check(t)
+	f := newFakeClient()
+	f.resolve = func() error { return fmtForbidden() }
+	a := startApplier(t, f, Options{Backoff: forward.Backoff{Initial: time.Millisecond, Max: time.Millisecond}})
+	spec := sp("db", "dev", 0, 80)
+	apply(t, a, reconcile.Plan{Start: []config.Spec{spec}})
+	until(t, "failed", func() bool { return statusOf(t, a, spec).State == forward.StateFailed.String() })
+	r1, _, _ := f.snapshot()
+	apply(t, a, reconcile.Plan{Keep: []config.Spec{spec}, Start: []config.Spec{sp("other", "dev", 0, 80)}})
+	until(t, "a resolve after the change", func() bool { r, _, _ := f.snapshot(); return r > r1+1 })
+}
