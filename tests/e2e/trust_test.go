@@ -427,6 +427,33 @@ func replacePods(t *testing.T, c *cluster.Cluster, ns, addr string, pods []strin
 	return res
 }
 
+// replicas are the pods labelled app=repl that replacePods deletes and
+// replaces one after another, each with its own app.
+type replicas struct {
+	t     *testing.T
+	c     *cluster.Cluster
+	ns    string
+	names []string
+	apps  map[string]*podApp
+}
+
+// startReplicas creates the first of three replicas in ns.
+func startReplicas(t *testing.T, c *cluster.Cluster, ns string) *replicas {
+	r := &replicas{t: t, c: c, ns: ns, names: []string{"repl-1", "repl-2", "repl-3"}, apps: map[string]*podApp{}}
+	r.create(r.names[0])
+	return r
+}
+
+// create starts name's app and its pod.
+func (r *replicas) create(name string) {
+	r.apps[name] = startPodApp(r.t, name)
+	r.c.Pod(r.t, r.ns, name, cluster.PodOptions{
+		Labels:  map[string]string{"app": "repl"},
+		Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 80}},
+		Forward: map[int32]string{80: r.apps[name].addr()},
+	})
+}
+
 // TestTrustPodReplaced: a selector tunnel whose pod is deleted and
 // replaced, twice, while clients request 1 MiB replies as fast as they
 // can: every connection gets its full reply (connections made while no
@@ -435,21 +462,11 @@ func TestTrustPodReplaced(t *testing.T) {
 	t.Parallel()
 	c := cluster.Start(t)
 	ns := c.Namespace(t)
-	pods := []string{"repl-1", "repl-2", "repl-3"}
-	apps := map[string]*podApp{}
-	create := func(name string) {
-		apps[name] = startPodApp(t, name)
-		c.Pod(t, ns, name, cluster.PodOptions{
-			Labels:  map[string]string{"app": "repl"},
-			Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 80}},
-			Forward: map[int32]string{80: apps[name].addr()},
-		})
-	}
-	create(pods[0])
+	r := startReplicas(t, c, ns)
 	p := startUp(t, c, t.TempDir(), fmt.Sprintf("version: 1\nnamespace: %s\ntunnels:\n  repl:\n    selector: app=repl\n    ports: [\":http\"]\n", ns))
 	addr := p.waitReady("repl", "http")
 
-	res := replacePods(t, c, ns, addr, pods, apps, create)
+	res := replacePods(t, c, ns, addr, r.names, r.apps, r.create)
 	t.Logf("tunnels: %s", res)
 	if res.failed() > 0 {
 		t.Errorf("%d of %d connections did not get their full reply while pods were replaced: %s", res.failed(), res.total(), res)
@@ -457,7 +474,7 @@ func TestTrustPodReplaced(t *testing.T) {
 			t.Errorf("  %s", r)
 		}
 	}
-	for _, pod := range pods[1:] {
+	for _, pod := range r.names[1:] {
 		if res.byPod[pod] == 0 {
 			t.Errorf("no connection reached the replacement %s: %s", pod, res)
 		}
@@ -685,20 +702,10 @@ func TestTrustCompareKubectl(t *testing.T) {
 		for _, client := range []string{"tunnels", "kubectl"} {
 			t.Run(client, func(t *testing.T) {
 				ns := c.Namespace(t)
-				pods := []string{"repl-1", "repl-2", "repl-3"}
-				apps := map[string]*podApp{}
-				create := func(name string) {
-					apps[name] = startPodApp(t, name)
-					c.Pod(t, ns, name, cluster.PodOptions{
-						Labels:  map[string]string{"app": "repl"},
-						Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 80}},
-						Forward: map[int32]string{80: apps[name].addr()},
-					})
-				}
-				create(pods[0])
+				r := startReplicas(t, c, ns)
 				c.Service(t, ns, "repl", map[string]string{"app": "repl"}, []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromString("http")}})
 				addr := localForward(t, c, client, ns, "svc/repl")
-				res := replacePods(t, c, ns, addr, pods, apps, create)
+				res := replacePods(t, c, ns, addr, r.names, r.apps, r.create)
 				report("pod replaced,  %-7s: %d of %d connections short or failed: %s", client, res.failed(), res.total(), res)
 			})
 		}
