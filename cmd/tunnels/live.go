@@ -134,8 +134,10 @@ type liveColumn struct {
 	// (1 first; 0: never); a spare one goes before any column is cut.
 	drop  int
 	spare bool
-	// last is the column that takes the width left (the last error).
+	// last is the column that takes the width left (the last error);
+	// spare columns go while it would get less than want.
 	last bool
+	want int
 }
 
 // sharedNamespace returns the namespace of every row, or "" if they differ.
@@ -166,7 +168,7 @@ func liveTable(rows []portRow, ns string, cols int, color bool) []string {
 		{title: "CONNS", drop: 3, spare: true},
 		{title: "IN", drop: 2, spare: true},
 		{title: "OUT", drop: 1, spare: true},
-		{title: "LAST ERROR", cut: cutEnd, min: 10, last: true, drop: 8},
+		{title: "LAST ERROR", cut: cutEnd, min: 16, last: true, want: 24, drop: 8},
 	}
 	for _, row := range rows {
 		pod := row.Pod
@@ -218,7 +220,7 @@ func liveTable(rows []portRow, ns string, cols int, color bool) []string {
 
 // fitColumns chooses the columns shown and their widths so that the table
 // is cols wide at most: the spare columns go, in order, while the table
-// would not fit uncut (but for the last column, cut to its least); then
+// would not fit uncut (but for the last column, cut to its want); then
 // the others, while even every column cut to its least would not fit.
 // The last column takes the width left, and while that is below its
 // least, the widest of the others that may be cut gives it a column at a
@@ -226,7 +228,7 @@ func liveTable(rows []portRow, ns string, cols int, color bool) []string {
 func fitColumns(columns []*liveColumn, cols int) ([]*liveColumn, []int) {
 	uncut := func(c *liveColumn) int {
 		if c.last {
-			return c.least()
+			return min(c.natural(), max(c.want, c.least()))
 		}
 		return c.natural()
 	}
