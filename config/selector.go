@@ -28,8 +28,10 @@ func (e *SelectorError) Is(target error) bool { return target == ErrInvalidSelec
 
 // selectorTerm is one requirement of a label selector.
 type selectorTerm struct {
-	key  string
-	text string // canonical rendering
+	key    string
+	text   string   // canonical rendering
+	op     string   // "", "!", "=", "!=", "in" or "notin"
+	values []string // the value of =, != (one), or the set of in, notin
 }
 
 // ParseSelector checks a Kubernetes label selector and returns it in
@@ -51,12 +53,46 @@ func ParseSelector(s string) (string, error) {
 	slices.SortFunc(terms, func(a, b selectorTerm) int {
 		return cmp.Or(strings.Compare(a.key, b.key), strings.Compare(a.text, b.text))
 	})
-	terms = slices.Compact(terms)
+	terms = slices.CompactFunc(terms, func(a, b selectorTerm) bool { return a.text == b.text })
 	texts := make([]string, len(terms))
 	for i, t := range terms {
 		texts[i] = t.text
 	}
 	return strings.Join(texts, ","), nil
+}
+
+// MatchSelector reports whether a pod with labels is selected by selector
+// (kubectl's grammar, as ParseSelector takes it), with the API server's
+// rules: key!=value and key notin (...) also select a pod without the key.
+// Errors are *SelectorError.
+func MatchSelector(selector string, labels map[string]string) (bool, error) {
+	p := selectorParser{src: selector}
+	terms, reason := p.parse()
+	if reason != "" {
+		return false, &SelectorError{Selector: selector, Reason: reason}
+	}
+	for _, t := range terms {
+		if !t.matches(labels) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// matches reports whether labels satisfy the term.
+func (t selectorTerm) matches(labels map[string]string) bool {
+	v, ok := labels[t.key]
+	switch t.op {
+	case "":
+		return ok
+	case "!":
+		return !ok
+	case "=", "in":
+		return ok && slices.Contains(t.values, v)
+	case "!=", "notin":
+		return !ok || !slices.Contains(t.values, v)
+	}
+	return false
 }
 
 // selectorParser is a recursive-descent parser over the selector text.
@@ -136,7 +172,7 @@ func (p *selectorParser) term() (selectorTerm, string) {
 		if r := labelKeyProblem(key); r != "" {
 			return selectorTerm{}, r
 		}
-		return selectorTerm{key: key, text: "!" + key}, ""
+		return selectorTerm{key: key, text: "!" + key, op: "!"}, ""
 	}
 	if !ident {
 		return selectorTerm{}, fmt.Sprintf("want a label key, got %s", describeToken(tok))
@@ -163,14 +199,14 @@ func (p *selectorParser) term() (selectorTerm, string) {
 		if op == "==" {
 			op = "="
 		}
-		return selectorTerm{key: key, text: key + op + value}, ""
+		return selectorTerm{key: key, text: key + op + value, op: op, values: []string{value}}, ""
 	case ident && (op == "in" || op == "notin"):
 		p.next()
 		values, reason := p.set(key, op)
 		if reason != "" {
 			return selectorTerm{}, reason
 		}
-		return selectorTerm{key: key, text: key + " " + op + " (" + strings.Join(values, ",") + ")"}, ""
+		return selectorTerm{key: key, text: key + " " + op + " (" + strings.Join(values, ",") + ")", op: op, values: values}, ""
 	case op == "<" || op == ">":
 		return selectorTerm{}, fmt.Sprintf("operator %q is not supported, want =, ==, !=, in or notin", op)
 	}

@@ -81,3 +81,43 @@ func TestParseSelectorErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMatchSelector(t *testing.T) {
+	labels := map[string]string{"app": "web", "tier": "front", "env": "dev"}
+	tests := []struct {
+		sel  string
+		want bool
+	}{
+		{"app=web", true},
+		{"app==web", true},
+		{"app=db", false},
+		{"app=web,tier=front", true},
+		{"app=web,tier=back", false},
+		{"app!=db", true},
+		{"app!=web", false},
+		{"missing!=x", true}, // the API server selects pods without the key
+		{"app", true},
+		{"missing", false},
+		{"!missing", true},
+		{"!app", false},
+		{"env in (dev,qa)", true},
+		{"env in (prod)", false},
+		{"missing in (dev)", false},
+		{"env notin (prod)", true},
+		{"env notin (dev)", false},
+		{"missing notin (dev)", true},
+		{"app=", false},
+	}
+	for _, tt := range tests {
+		got, err := MatchSelector(tt.sel, labels)
+		if err != nil || got != tt.want {
+			t.Errorf("MatchSelector(%q) = %v, %v; want %v, nil", tt.sel, got, err, tt.want)
+		}
+	}
+	if got, err := MatchSelector("app=web", map[string]string{"app": ""}); err != nil || got {
+		t.Errorf("MatchSelector(app=web) of an empty value = %v, %v; want false, nil", got, err)
+	}
+	if _, err := MatchSelector("app in (", labels); !errors.Is(err, ErrInvalidSelector) {
+		t.Errorf("MatchSelector of a broken selector: err = %v, want ErrInvalidSelector", err)
+	}
+}

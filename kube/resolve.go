@@ -92,25 +92,11 @@ func (c *Client) Resolve(ctx context.Context, namespace string, t config.Target,
 		}
 		return &Resolved{Pod: pod.Metadata.Name, UID: pod.Metadata.UID, Ports: ports}, nil
 	case config.KindDeployment, config.KindStatefulSet:
-		var w *Workload
-		kind := "deployment"
-		if t.Kind == config.KindDeployment {
-			w, err = c.GetDeployment(ctx, namespace, t.Name)
-		} else {
-			kind = "statefulset"
-			w, err = c.GetStatefulSet(ctx, namespace, t.Name)
-		}
-		if err != nil {
+		var sel string
+		if sel, err = c.workloadSelector(ctx, namespace, t); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		sel, err := w.Spec.Selector.SelectorString()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s selector: %w", what, kind, err)
-		}
-		if sel == "" {
-			return nil, fmt.Errorf("%s: %s %q has an empty selector: %w", what, kind, t.Name, ErrNoReadyPod)
-		}
-		pod, err = c.choosePod(ctx, namespace, sel, kind+" "+strconv.Quote(t.Name), prefer)
+		pod, err = c.choosePod(ctx, namespace, sel, workloadKind(t)+" "+strconv.Quote(t.Name), prefer)
 	case config.KindSelector:
 		if t.Name == "" {
 			return nil, fmt.Errorf("%s: empty selector", what)
@@ -127,6 +113,68 @@ func (c *Client) Resolve(ctx context.Context, namespace string, t config.Target,
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return &Resolved{Pod: pod.Metadata.Name, UID: pod.Metadata.UID, Ports: ports}, nil
+}
+
+// Selector returns the label selector of the pods t may resolve to: a
+// selector target's own, a service's, or a workload's, read from the API
+// server. A pod target names its pod and has none: "".
+func (c *Client) Selector(ctx context.Context, namespace string, t config.Target) (string, error) {
+	what := fmt.Sprintf("selector of %s in namespace %q", t, namespace)
+	switch t.Kind {
+	case config.KindPod:
+		return "", nil
+	case config.KindSelector:
+		return t.Name, nil
+	case config.KindService:
+		svc, err := c.GetService(ctx, namespace, t.Name)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", what, err)
+		}
+		if len(svc.Spec.Selector) == 0 {
+			return "", fmt.Errorf("%s: service %q has no selector: %w", what, t.Name, ErrNoReadyPod)
+		}
+		return mapSelector(svc.Spec.Selector), nil
+	case config.KindDeployment, config.KindStatefulSet:
+		sel, err := c.workloadSelector(ctx, namespace, t)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", what, err)
+		}
+		return sel, nil
+	}
+	return "", fmt.Errorf("%s: unknown target kind %q", what, t.Kind)
+}
+
+// workloadKind names a deployment or statefulset target's kind in errors.
+func workloadKind(t config.Target) string {
+	if t.Kind == config.KindDeployment {
+		return "deployment"
+	}
+	return "statefulset"
+}
+
+// workloadSelector reads the pod selector of a deployment or statefulset.
+func (c *Client) workloadSelector(ctx context.Context, namespace string, t config.Target) (string, error) {
+	var (
+		w   *Workload
+		err error
+	)
+	kind := workloadKind(t)
+	if t.Kind == config.KindDeployment {
+		w, err = c.GetDeployment(ctx, namespace, t.Name)
+	} else {
+		w, err = c.GetStatefulSet(ctx, namespace, t.Name)
+	}
+	if err != nil {
+		return "", err
+	}
+	sel, err := w.Spec.Selector.SelectorString()
+	if err != nil {
+		return "", fmt.Errorf("%s selector: %w", kind, err)
+	}
+	if sel == "" {
+		return "", fmt.Errorf("%s %q has an empty selector: %w", kind, t.Name, ErrNoReadyPod)
+	}
+	return sel, nil
 }
 
 // usable says why a pod cannot be forwarded to, or nil.

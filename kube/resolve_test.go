@@ -211,3 +211,37 @@ func TestPickPodPrefersCurrent(t *testing.T) {
 		t.Errorf("pickPod kept terminating pod a; want b")
 	}
 }
+
+// TestSelector: the pod watch filters pod events with the selector of a
+// target: its own, its service's or its workload's.
+func TestSelector(t *testing.T) {
+	leakcheck.Check(t)
+	f := newFakeAPI(t)
+	f.services["dev/web"] = &Service{Metadata: ObjectMeta{Name: "web", Namespace: "dev"}, Spec: ServiceSpec{Selector: map[string]string{"tier": "front", "app": "web"}}}
+	f.services["dev/external"] = &Service{Metadata: ObjectMeta{Name: "external", Namespace: "dev"}}
+	var dep Workload
+	dep.Metadata.Name = "db"
+	dep.Spec.Selector = &LabelSelector{MatchLabels: map[string]string{"app": "db"}}
+	f.workloads["deployments/dev/db"] = &dep
+	f.workloads["statefulsets/dev/db"] = &dep
+	c := f.client(t, f.config())
+	for _, tt := range []struct {
+		target  config.Target
+		want    string
+		wantErr error
+	}{
+		{target: config.Target{Kind: config.KindPod, Name: "db-0"}, want: ""},
+		{target: config.Target{Kind: config.KindSelector, Name: "app=web"}, want: "app=web"},
+		{target: config.Target{Kind: config.KindService, Name: "web"}, want: "app=web,tier=front"},
+		{target: config.Target{Kind: config.KindService, Name: "external"}, wantErr: ErrNoReadyPod},
+		{target: config.Target{Kind: config.KindService, Name: "nope"}, wantErr: ErrNotFound},
+		{target: config.Target{Kind: config.KindDeployment, Name: "db"}, want: "app=db"},
+		{target: config.Target{Kind: config.KindStatefulSet, Name: "db"}, want: "app=db"},
+		{target: config.Target{Kind: config.KindStatefulSet, Name: "nope"}, wantErr: ErrNotFound},
+	} {
+		got, err := c.Selector(t.Context(), "dev", tt.target)
+		if got != tt.want || !errors.Is(err, tt.wantErr) {
+			t.Errorf("Selector(%s) = %q, %v; want %q, %v", tt.target, got, err, tt.want, tt.wantErr)
+		}
+	}
+}

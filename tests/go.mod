@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/tunnels-dev/tunnels => ../
 
 require (
+	github.com/creack/pty v1.1.24
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/tunnels-dev/tunnels v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0

@@ -265,7 +265,7 @@ func (a *Applier) connect(ctx context.Context, se *sessionEntry, tunnel string) 
 		w.start(ctx)
 		a.watches[wk] = w
 	}
-	w.add(s, log.With("tunnel", tunnel, "target", key.Target.String()))
+	w.add(s, key.Target, log.With("tunnel", tunnel, "target", key.Target.String()))
 	se.s, se.cancel, se.done, se.watch, se.err = s, cancel, done, w, nil
 }
 

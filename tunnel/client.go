@@ -78,6 +78,10 @@ func (k kubeClient) Upgrade(ctx context.Context, method, path string, h http.Hea
 	return conn, conn.Header, nil
 }
 
+func (k kubeClient) Selector(ctx context.Context, namespace string, t config.Target) (string, error) {
+	return k.c.Selector(ctx, namespace, t)
+}
+
 func (k kubeClient) Reachable(ctx context.Context) error { return k.c.Reachable(ctx) }
 
 func (k kubeClient) Close() { k.c.Close() }

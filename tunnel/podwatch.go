@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/forward"
 	"github.com/tunnels-dev/tunnels/kube"
 )
@@ -16,6 +17,17 @@ import (
 // so a busy namespace does not turn into a stream of re-resolutions; a
 // refresh asked for within it is made at its end, not dropped.
 const refreshInterval = time.Second
+
+// selectorTTL is how long the pod watch trusts the selector it read for a
+// service or workload target before reading it again, so a namespace where
+// pods come and go costs one GET a target every selectorTTL at most. A
+// selector changed meanwhile may make a waiting tunnel miss a pod's event;
+// its own backoff (30 s at most) then finds the pod.
+const selectorTTL = 10 * time.Second
+
+// selectorTimeout bounds reading a target's selector: the watch handles no
+// other event meanwhile.
+const selectorTimeout = 5 * time.Second
 
 // minWatchGap is the least time between two starts of the pod watch, so a
 // watch that ends at once (a proxy that cuts streams, say) cannot spin.
@@ -39,6 +51,11 @@ type refresher interface {
 //   - when a pod becomes Ready while the session waits because its target
 //     had no Ready pod, so a waiting tunnel starts at once instead of after
 //     its backoff. Other failures (forbidden, say) keep their backoff.
+//
+// A session hears only of the pods its target may resolve to: a pod target
+// of its pod's name, a selector target of the pods its selector matches,
+// and a service or workload target of the pods its selector matches, read
+// from the API server (see selectorReader) and kept for selectorTTL.
 type podWatch struct {
 	client    Client
 	namespace string
@@ -57,11 +74,16 @@ type podWatch struct {
 	timer *time.Timer     // fires at the earliest deferred refresh
 }
 
-// subscriber is one session of a podWatch. Its fields other than s and log
-// are owned by the watch's goroutine.
+// subscriber is one session of a podWatch. Its fields other than s, target
+// and log are owned by the watch's goroutine.
 type subscriber struct {
-	s   refresher
-	log *slog.Logger
+	s      refresher
+	target config.Target // zero: unknown, every pod concerns it
+	log    *slog.Logger
+
+	selector   string    // a service's or workload's selector, read at selectorAt
+	selectorAt time.Time // zero: not read yet
+	selectErr  error     // why reading it failed
 
 	dying string    // the connected pod, seen going away
 	last  time.Time // the last refresh asked for
@@ -87,11 +109,12 @@ func (w *podWatch) stop() {
 	<-w.done
 }
 
-// add subscribes s; log carries its tunnel and target.
-func (w *podWatch) add(s refresher, log *slog.Logger) {
+// add subscribes s, the session of target; log carries its tunnel and
+// target.
+func (w *podWatch) add(s refresher, target config.Target, log *slog.Logger) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.subs[s] = &subscriber{s: s, log: log}
+	w.subs[s] = &subscriber{s: s, target: target, log: log}
 }
 
 // remove unsubscribes s and reports how many subscribers are left.
@@ -183,13 +206,13 @@ func (w *podWatch) follow(ctx context.Context, events <-chan kube.PodEvent) (del
 				continue
 			}
 			delivered = true
-			w.handle(ev)
+			w.handle(ctx, ev)
 		}
 	}
 }
 
 // handle passes one pod event to every subscriber.
-func (w *podWatch) handle(ev kube.PodEvent) {
+func (w *podWatch) handle(ctx context.Context, ev kube.PodEvent) {
 	name, uid := ev.Pod.Metadata.Name, ev.Pod.Metadata.UID
 	gone := ev.Type == kube.EventDeleted || ev.Pod.Terminating() || !ev.Pod.Ready()
 	nowReady := !gone && ev.Pod.Running()
@@ -199,9 +222,9 @@ func (w *podWatch) handle(ev kube.PodEvent) {
 	} else {
 		delete(w.ready, uid)
 	}
-	e := podChange{typ: ev.Type, name: name, uid: uid, gone: gone, nowReady: nowReady, becameReady: becameReady}
+	e := podChange{typ: ev.Type, name: name, uid: uid, labels: ev.Pod.Metadata.Labels, gone: gone, nowReady: nowReady, becameReady: becameReady}
 	for _, sub := range w.subscribers() {
-		w.handleFor(sub, e)
+		w.handleFor(ctx, sub, e)
 	}
 	w.arm()
 }
@@ -209,10 +232,11 @@ func (w *podWatch) handle(ev kube.PodEvent) {
 // podChange is a pod event as the subscribers see it.
 type podChange struct {
 	typ, name, uid              string
+	labels                      map[string]string
 	gone, nowReady, becameReady bool
 }
 
-func (w *podWatch) handleFor(sub *subscriber, e podChange) {
+func (w *podWatch) handleFor(ctx context.Context, sub *subscriber, e podChange) {
 	st := sub.s.Status()
 	if sub.dying != "" && st.Pod != sub.dying {
 		sub.dying = "" // the session has moved on
@@ -237,11 +261,55 @@ func (w *podWatch) handleFor(sub *subscriber, e podChange) {
 	case connected && e.gone:
 		sub.dying = e.name
 		w.refresh(sub, "pod is going away", e.name)
-	case st.State == forward.StateReady && sub.dying != "" && e.becameReady:
+	// Last, as it may ask the API server: is the pod one the target may
+	// resolve to?
+	case st.State == forward.StateReady && sub.dying != "" && e.becameReady && w.concerns(ctx, sub, e):
 		w.refresh(sub, "a replacement pod became ready", e.name)
-	case (st.State == forward.StateRetrying || st.State == forward.StateFailed) && e.becameReady && waitsForPod(st.Err):
+	case (st.State == forward.StateRetrying || st.State == forward.StateFailed) && e.becameReady && waitsForPod(st.Err) && w.concerns(ctx, sub, e):
 		w.refresh(sub, "a pod became ready", e.name)
 	}
+}
+
+// selectorReader is implemented by a Client that can read the selector of
+// a target's pods (kubeClient, with kube.Client.Selector). Without it, a
+// service or workload target hears of every pod of its namespace.
+type selectorReader interface {
+	Selector(ctx context.Context, namespace string, t config.Target) (string, error)
+}
+
+// concerns reports whether the pod of e is one sub's target may resolve to.
+// When the target's selector cannot be read for a reason a pod event could
+// change (the API server did not answer, say), every pod concerns it.
+func (w *podWatch) concerns(ctx context.Context, sub *subscriber, e podChange) bool {
+	switch sub.target.Kind {
+	case "":
+		return true
+	case config.KindPod:
+		return e.name == sub.target.Name
+	case config.KindSelector:
+		ok, err := config.MatchSelector(sub.target.Name, e.labels)
+		return ok || err != nil
+	}
+	r, ok := w.client.(selectorReader)
+	if !ok {
+		return true
+	}
+	if sub.selectorAt.IsZero() || time.Since(sub.selectorAt) >= selectorTTL {
+		rctx, cancel := context.WithTimeout(ctx, selectorTimeout)
+		sub.selector, sub.selectErr = r.Selector(rctx, w.namespace, sub.target)
+		cancel()
+		sub.selectorAt = time.Now()
+		if sub.selectErr != nil {
+			sub.log.Debug("cannot read the selector of the target", "err", sub.selectErr)
+		}
+	}
+	if err := sub.selectErr; err != nil {
+		// A missing service or workload, or one that selects nothing, is
+		// not cured by a pod: the session's backoff finds it once it is.
+		return !errors.Is(err, kube.ErrNotFound) && !errors.Is(err, kube.ErrNoReadyPod)
+	}
+	ok, err := config.MatchSelector(sub.selector, e.labels)
+	return ok || err != nil
 }
 
 // waitsForPod reports whether a session failed only for want of a pod.
@@ -250,8 +318,12 @@ func waitsForPod(err error) bool {
 }
 
 // refresh asks sub's session to resolve again, at once or at the end of
-// its current refreshInterval.
+// its current refreshInterval. A refresh already deferred is left as it
+// is: made later, it sees this pod too.
 func (w *podWatch) refresh(sub *subscriber, why, pod string) {
+	if !sub.due.IsZero() {
+		return
+	}
 	sub.log.Info(why+"; resolving the target again", "pod", w.namespace+"/"+pod)
 	now := time.Now()
 	if next := sub.last.Add(refreshInterval); now.Before(next) {

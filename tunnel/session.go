@@ -42,16 +42,16 @@ func NewSession(ctx context.Context, c Client, key config.Session, o SessionOpti
 	})
 }
 
-// RunSession runs s, a session into namespace through c made with ctx,
-// with a pod watch of its own, until ctx ends or s's Run returns, and
-// returns Run's error. `tunnels forward` runs its one session so; the
-// Applier shares one watch among the sessions of a namespace instead.
-func RunSession(ctx context.Context, c Client, namespace string, s *forward.Session, log *slog.Logger) error {
+// RunSession runs s, the session of key through c made with ctx, with a
+// pod watch of its own, until ctx ends or s's Run returns, and returns
+// Run's error. `tunnels forward` runs its one session so; the Applier
+// shares one watch among the sessions of a namespace instead.
+func RunSession(ctx context.Context, c Client, key config.Session, s *forward.Session, log *slog.Logger) error {
 	if log == nil {
 		log = discard
 	}
-	w := newPodWatch(c, namespace, log)
-	w.add(s, log)
+	w := newPodWatch(c, key.Namespace, log)
+	w.add(s, key.Target, log)
 	w.start(ctx)
 	defer w.stop()
 	return s.Run()

@@ -22,7 +22,7 @@ func runSession(t *testing.T, f *fakeClient, backoff time.Duration) *forward.Ses
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = RunSession(ctx, f, "dev", s, slog.New(slog.DiscardHandler))
+		_ = RunSession(ctx, f, key, s, slog.New(slog.DiscardHandler))
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return s
@@ -90,7 +90,7 @@ func TestPodWatchDefersAndRewatches(t *testing.T) {
 		f := newFakeClient()
 		w := newPodWatch(f, "dev", slog.New(slog.DiscardHandler))
 		r := &countingRefresher{st: forward.SessionStatus{State: forward.StateReady, Pod: "db-0", UID: "uid-1"}}
-		w.add(r, w.log)
+		w.add(r, config.Target{Kind: config.KindPod, Name: "db-0"}, w.log)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		defer w.stop()

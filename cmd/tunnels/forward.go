@@ -141,7 +141,7 @@ func runForward(ctx context.Context, e *env, args []string) int {
 
 	runErr := make(chan error, 1)
 	go func() {
-		runErr <- tunnel.RunSession(ctx, c, namespace, s, slog.With("tunnel", "forward", "target", target.String()))
+		runErr <- tunnel.RunSession(ctx, c, key, s, slog.With("tunnel", "forward", "target", target.String()))
 	}()
 
 	// Print kubectl's lines once the first connection is up, when the

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -58,20 +56,20 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 		return exitUsage
 	}
 
-	// Logs go to stderr, or under the table when it is drawn.
-	var logSink io.Writer = e.stderr
-	var recent *logTail
-	if table {
-		recent = &logTail{max: 8}
-		logSink = recent
-	}
+	// Logs go to stderr, or under the table, as short lines, when it is
+	// drawn.
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	var handler slog.Handler = slog.NewTextHandler(logSink, &slog.HandlerOptions{Level: level})
+	var handler slog.Handler = slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})
 	if *logFormat == "json" {
-		handler = slog.NewJSONHandler(logSink, &slog.HandlerOptions{Level: level})
+		handler = slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level})
+	}
+	var events *eventLog
+	if table {
+		events = newEventLog(level)
+		handler = events
 	}
 	log := slog.New(handler)
 
@@ -166,10 +164,11 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 	var uiDone chan struct{}
 	uiCtx, stopUI := context.WithCancel(ctx)
 	if table {
+		view := newLiveView(e, report, events)
 		uiDone = make(chan struct{})
 		go func() {
 			defer close(uiDone)
-			drawLoop(uiCtx, e.stdout, report, recent)
+			view.run(uiCtx)
 		}()
 	}
 
@@ -216,58 +215,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// drawLoop redraws the status table in place until ctx ends.
-func drawLoop(ctx context.Context, w io.Writer, report func() statusReport, recent *logTail) {
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		var b bytes.Buffer
-		b.WriteString("\x1b[H\x1b[2J") // cursor home, clear screen
-		r := report()
-		fmt.Fprintf(&b, "tunnels up -f %s   (Ctrl-C to stop; edit the file to change tunnels)\n\n", r.File)
-		writeTable(&b, r)
-		if lines := recent.lines(); len(lines) > 0 {
-			b.WriteString("\nrecent:\n")
-			for _, l := range lines {
-				b.WriteString("  " + l + "\n")
-			}
-		}
-		_, _ = w.Write(b.Bytes())
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// logTail keeps the last log lines for the table view.
-type logTail struct {
-	max int
-
-	mu  sync.Mutex
-	buf []string
-}
-
-func (l *logTail) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		l.buf = append(l.buf, line)
-	}
-	if len(l.buf) > l.max {
-		l.buf = l.buf[len(l.buf)-l.max:]
-	}
-	return len(p), nil
-}
-
-func (l *logTail) lines() []string {
-	if l == nil {
-		return nil
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.buf...)
 }
