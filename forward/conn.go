@@ -178,6 +178,9 @@ func newConn(raw net.Conn, namespace, pod string, opts Options) (*Conn, error) {
 		raw.Close()
 		return nil, fmt.Errorf("dial pod %s/%s: start spdy: %w", namespace, pod, err)
 	}
+	if plainHeaders(sc) {
+		c.wire.plain()
+	}
 	c.spdy = sc
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.wg.Add(1)

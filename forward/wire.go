@@ -28,6 +28,7 @@ const frameHeaderSize = 8
 type wireConn struct {
 	net.Conn
 	r         *bufio.Reader
+	hr        headerReader // set up by plain; reads through r
 	w         frameWriter
 	bytesRead atomic.Uint64 // read progress, which keepalive counts as life
 	readErr   atomic.Pointer[error]
@@ -44,7 +45,13 @@ func newWireConn(c net.Conn) *wireConn {
 // past the 101 response come out first, because the net.Conn it returned
 // yields them first.
 func (c *wireConn) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
+	var n int
+	var err error
+	if c.hr.src != nil {
+		n, err = c.hr.Read(p)
+	} else {
+		n, err = c.r.Read(p)
+	}
 	c.bytesRead.Add(uint64(n))
 	c.ends.feed(p[:n])
 	if err != nil {
@@ -55,6 +62,14 @@ func (c *wireConn) Read(p []byte) (int, error) {
 
 // Write coalesces frame pieces; see frameWriter.
 func (c *wireConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+// plain makes the connection compress and inflate SPDY header blocks for
+// a framer whose own header compression is off (see headers.go). Call it
+// before the first frame.
+func (c *wireConn) plain() {
+	c.hr.src = c.r
+	c.w.deflate = &deflater{}
+}
 
 // lastReadErr returns the first error a read returned, or nil.
 func (c *wireConn) lastReadErr() error {
@@ -75,10 +90,11 @@ func (c *wireConn) lastReadErr() error {
 // spdystream already serialises frame writes under its own lock; mu makes
 // frameWriter safe on its own anyway.
 type frameWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	buf  []byte // the frame being collected
-	need int    // the frame's total size once its header is complete
+	mu      sync.Mutex
+	w       io.Writer
+	deflate *deflater // compresses header blocks; nil if spdystream does
+	buf     []byte    // the frame being collected
+	need    int       // the frame's total size once its header is complete
 }
 
 // maxKeptBuffer is the largest buffer kept between frames; a rare larger
@@ -122,7 +138,16 @@ func (f *frameWriter) Write(p []byte) (int, error) {
 
 // flush writes the collected frame and starts the next one.
 func (f *frameWriter) flush() error {
-	_, err := f.w.Write(f.buf)
+	frame := f.buf
+	if f.deflate != nil && frame[0]&0x80 != 0 {
+		if off := headerOffset(binary.BigEndian.Uint16(frame[2:4])); off >= 0 && len(frame) >= frameHeaderSize+off {
+			at := frameHeaderSize + off
+			out := f.deflate.deflate(append(make([]byte, 0, len(frame)+16), frame[:at]...), frame[at:])
+			putLength(out, len(out)-frameHeaderSize)
+			frame = out
+		}
+	}
+	_, err := f.w.Write(frame)
 	if cap(f.buf) > maxKeptBuffer {
 		f.buf = nil
 	} else {
@@ -253,4 +278,65 @@ func (t *endTracker) forget(id uint32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.watched, id)
+}
+
+// putLength sets the payload length of the frame header at the start of b.
+func putLength(b []byte, n int) {
+	b[5], b[6], b[7] = byte(n>>16), byte(n>>8), byte(n)
+}
+
+// headerReader hands spdystream the frames read from src with the header
+// blocks of SYN_STREAM, SYN_REPLY and HEADERS frames inflated (see
+// headers.go); other frames pass through as they arrive.
+type headerReader struct {
+	src     io.Reader
+	inflate inflater
+	pending []byte // the rest of a rewritten frame, or of a frame header
+	left    int    // payload bytes of a passed-through frame still to come
+}
+
+func (h *headerReader) Read(p []byte) (int, error) {
+	if len(h.pending) == 0 && h.left == 0 {
+		if err := h.next(); err != nil {
+			return 0, err
+		}
+	}
+	if len(h.pending) > 0 {
+		n := copy(p, h.pending)
+		h.pending = h.pending[n:]
+		return n, nil
+	}
+	n, err := h.src.Read(p[:min(len(p), h.left)])
+	h.left -= n
+	return n, err
+}
+
+// next reads the next frame's header, and the whole frame if it carries
+// a header block.
+func (h *headerReader) next() error {
+	var hdr [frameHeaderSize]byte
+	if _, err := io.ReadFull(h.src, hdr[:]); err != nil {
+		return err
+	}
+	length := int(binary.BigEndian.Uint32(hdr[4:8]) & 0xffffff)
+	off := -1
+	if hdr[0]&0x80 != 0 {
+		off = headerOffset(binary.BigEndian.Uint16(hdr[2:4]))
+	}
+	if off < 0 || length < off {
+		h.pending, h.left = append(h.pending[:0], hdr[:]...), length
+		return nil
+	}
+	payload := make([]byte, length)
+	if _, err := io.ReadFull(h.src, payload); err != nil {
+		return err
+	}
+	raw, err := h.inflate.inflate(payload[off:])
+	if err != nil {
+		return err
+	}
+	frame := append(append(append(make([]byte, 0, frameHeaderSize+off+len(raw)), hdr[:]...), payload[:off]...), raw...)
+	putLength(frame, off+len(raw))
+	h.pending = frame
+	return nil
 }
