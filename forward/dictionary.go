@@ -1,10 +1,11 @@
 package forward
 
-// spdyHeaderDictionary is the zlib dictionary of SPDY/3 header blocks
+// headerDictionary is the zlib dictionary of SPDY/3 header blocks
 // (draft-mbelshe-httpbis-spdy-00 §2.6.10.1), as spdystream's
 // spdy/dictionary.go holds it unexported (Apache License 2.0, Copyright
-// 2014-2021 Docker Inc. and the Go Authors).
-var spdyHeaderDictionary = string([]byte{
+// 2014-2021 Docker Inc. and the Go Authors). The server's compressor
+// starts from it, so inflating its header blocks needs it.
+var headerDictionary = string([]byte{
 	0x00, 0x00, 0x00, 0x07, 0x6f, 0x70, 0x74, 0x69,
 	0x6f, 0x6e, 0x73, 0x00, 0x00, 0x00, 0x04, 0x68,
 	0x65, 0x61, 0x64, 0x00, 0x00, 0x00, 0x04, 0x70,

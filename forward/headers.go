@@ -10,7 +10,7 @@ import (
 	"reflect"
 	"unsafe"
 
-	"github.com/moby/spdystream"
+	"github.com/moby/spdystream/spdy"
 )
 
 // SPDY compresses the header blocks of SYN_STREAM, SYN_REPLY and HEADERS
@@ -25,40 +25,22 @@ import (
 // blocks are inflated with a reader of a few tens of KB. The wire format
 // does not change.
 
-// headerDictionary is SPDY/3's zlib dictionary (spdystream's
-// spdy/dictionary.go): the server's compressor starts from it.
-var headerDictionary = spdyHeaderDictionary
-
-// plainHeaders turns off the header compression of sc's framer, and
-// reports whether it could: it sets an unexported field of spdystream
-// (v0.5.1), and does nothing if the field is not where it was.
-func plainHeaders(sc *spdystream.Connection) bool {
-	framer := reflect.ValueOf(sc).Elem().FieldByName("framer")
-	if !framer.IsValid() || framer.Kind() != reflect.Pointer || framer.IsNil() {
-		return false
+// plainHeaders returns a spdystream framer option that turns the framer's
+// header compression off, and sets *ok if it could. spdystream (v0.5.1)
+// has no option for it, so this sets an unexported field of spdy.Framer
+// through reflect; if the field is not there (a later spdystream), it does
+// nothing, the framer compresses as before, and the connection must leave
+// header blocks alone. TestPlainHeadersStillApplies fails then.
+func plainHeaders(ok *bool) spdy.FramerOption {
+	return func(f *spdy.Framer) {
+		off := reflect.ValueOf(f).Elem().FieldByName("headerCompressionDisabled")
+		if !off.IsValid() || off.Kind() != reflect.Bool {
+			return
+		}
+		reflect.NewAt(off.Type(), unsafe.Pointer(off.UnsafeAddr())).Elem().SetBool(true)
+		*ok = true
 	}
-	f := framer.Elem().FieldByName("f")
-	if !f.IsValid() || f.Kind() != reflect.Pointer || f.IsNil() {
-		return false
-	}
-	off := f.Elem().FieldByName("headerCompressionDisabled")
-	if !off.IsValid() || off.Kind() != reflect.Bool {
-		return false
-	}
-	setBool(off)
-	return true
 }
-
-// setBool sets an unexported, addressable bool field to true.
-func setBool(v reflect.Value) {
-	reflect.NewAt(v.Type(), unsafe.Pointer(v.UnsafeAddr())).Elem().SetBool(true)
-}
-
-// SPDY/3.1 control frame types that carry a header block.
-const (
-	typeSynStream = 1
-	// typeSynReply and typeHeaders are in wire.go.
-)
 
 // headerOffset returns where the header block of a control frame of type
 // typ starts in its payload, or -1 if it has none.
@@ -166,4 +148,65 @@ func readHeaderBlock(r io.Reader) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// putLength sets the payload length of the frame header at the start of b.
+func putLength(b []byte, n int) {
+	b[5], b[6], b[7] = byte(n>>16), byte(n>>8), byte(n)
+}
+
+// headerReader hands spdystream the frames read from src with the header
+// blocks of SYN_STREAM, SYN_REPLY and HEADERS frames inflated (see
+// headers.go); other frames pass through as they arrive.
+type headerReader struct {
+	src     io.Reader
+	inflate inflater
+	pending []byte // the rest of a rewritten frame, or of a frame header
+	left    int    // payload bytes of a passed-through frame still to come
+}
+
+func (h *headerReader) Read(p []byte) (int, error) {
+	if len(h.pending) == 0 && h.left == 0 {
+		if err := h.next(); err != nil {
+			return 0, err
+		}
+	}
+	if len(h.pending) > 0 {
+		n := copy(p, h.pending)
+		h.pending = h.pending[n:]
+		return n, nil
+	}
+	n, err := h.src.Read(p[:min(len(p), h.left)])
+	h.left -= n
+	return n, err
+}
+
+// next reads the next frame's header, and the whole frame if it carries
+// a header block.
+func (h *headerReader) next() error {
+	var hdr [frameHeaderSize]byte
+	if _, err := io.ReadFull(h.src, hdr[:]); err != nil {
+		return err
+	}
+	length := int(binary.BigEndian.Uint32(hdr[4:8]) & 0xffffff)
+	off := -1
+	if hdr[0]&0x80 != 0 {
+		off = headerOffset(binary.BigEndian.Uint16(hdr[2:4]))
+	}
+	if off < 0 || length < off {
+		h.pending, h.left = append(h.pending[:0], hdr[:]...), length
+		return nil
+	}
+	payload := make([]byte, length)
+	if _, err := io.ReadFull(h.src, payload); err != nil {
+		return err
+	}
+	raw, err := h.inflate.inflate(payload[off:])
+	if err != nil {
+		return err
+	}
+	frame := append(append(append(make([]byte, 0, frameHeaderSize+off+len(raw)), hdr[:]...), payload[:off]...), raw...)
+	putLength(frame, off+len(raw))
+	h.pending = frame
+	return nil
 }

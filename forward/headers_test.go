@@ -6,8 +6,11 @@ import (
 	"net/http"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/moby/spdystream/spdy"
+
+	"github.com/tunnels-dev/tunnels/internal/testnet"
 )
 
 // TestHeaderBlocksRoundTrip: header blocks written by a framer without
@@ -64,16 +67,56 @@ func TestHeaderBlocksRoundTrip(t *testing.T) {
 // plainHeaders leaves a connection's.
 func plainFramer(t *testing.T, w io.Writer, r io.Reader) *spdy.Framer {
 	t.Helper()
-	f, err := spdy.NewFramer(w, r)
+	ok := false
+	f, err := spdy.NewFramerWithOptions(w, r, plainHeaders(&ok))
 	if err != nil {
 		t.Fatal(err)
 	}
-	off := reflect.ValueOf(f).Elem().FieldByName("headerCompressionDisabled")
-	if !off.IsValid() {
-		t.Fatal("spdystream's Framer has no headerCompressionDisabled field any more")
+	if !ok {
+		t.Fatal("plainHeaders could not turn off spdystream's header compression")
 	}
-	setBool(off)
 	return f
+}
+
+// TestPlainHeadersStillApplies fails if spdystream's Framer loses the
+// field plainHeaders sets, or if a pod connection stops using it: each
+// connection would then hold spdystream's 800 KB zlib writer again (the
+// scale benchmark's RSS goes from about 70 MB to over 200 MB).
+func TestPlainHeadersStillApplies(t *testing.T) {
+	ok := false
+	if _, err := spdy.NewFramerWithOptions(io.Discard, nil, plainHeaders(&ok)); err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatal("spdystream's Framer has no headerCompressionDisabled field any more; see headers.go")
+	}
+
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
+	c, err := Dial(t.Context(), k.upgrader(), "default", "web", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.wire.w.deflate == nil || c.wire.hr.src == nil {
+		t.Error("a pod connection leaves header compression to spdystream's framer")
+	}
+	// And the connection works: a stream's headers reach the kubelet,
+	// which pairs the streams by them, and its replies are read.
+	client, server := tcpPair(t)
+	done := make(chan error, 1)
+	go func() { done <- c.Forward(t.Context(), server, 80) }()
+	client.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := client.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	client.CloseWrite()
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "ping" {
+		t.Errorf("echo: got %q, %v; want %q", got, err, "ping")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Forward: %v", err)
+	}
 }
 
 func checkFrames(t *testing.T, r *spdy.Framer, want []spdy.Frame) {

@@ -188,11 +188,12 @@ type endTracker struct {
 	nearly int
 }
 
-// SPDY/3.1 control frame types that can carry FIN for a stream.
+// SPDY/3.1 control frame types and flags that the wire layer reads.
 const (
-	typeSynReply = 2
-	typeHeaders  = 8
-	flagFin      = 0x01
+	typeSynStream = 1 // carries a header block
+	typeSynReply  = 2 // carries a header block, and can carry FIN
+	typeHeaders   = 8 // carries a header block, and can carry FIN
+	flagFin       = 0x01
 )
 
 // feed follows the frame boundaries in b, the next bytes read.
@@ -278,65 +279,4 @@ func (t *endTracker) forget(id uint32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.watched, id)
-}
-
-// putLength sets the payload length of the frame header at the start of b.
-func putLength(b []byte, n int) {
-	b[5], b[6], b[7] = byte(n>>16), byte(n>>8), byte(n)
-}
-
-// headerReader hands spdystream the frames read from src with the header
-// blocks of SYN_STREAM, SYN_REPLY and HEADERS frames inflated (see
-// headers.go); other frames pass through as they arrive.
-type headerReader struct {
-	src     io.Reader
-	inflate inflater
-	pending []byte // the rest of a rewritten frame, or of a frame header
-	left    int    // payload bytes of a passed-through frame still to come
-}
-
-func (h *headerReader) Read(p []byte) (int, error) {
-	if len(h.pending) == 0 && h.left == 0 {
-		if err := h.next(); err != nil {
-			return 0, err
-		}
-	}
-	if len(h.pending) > 0 {
-		n := copy(p, h.pending)
-		h.pending = h.pending[n:]
-		return n, nil
-	}
-	n, err := h.src.Read(p[:min(len(p), h.left)])
-	h.left -= n
-	return n, err
-}
-
-// next reads the next frame's header, and the whole frame if it carries
-// a header block.
-func (h *headerReader) next() error {
-	var hdr [frameHeaderSize]byte
-	if _, err := io.ReadFull(h.src, hdr[:]); err != nil {
-		return err
-	}
-	length := int(binary.BigEndian.Uint32(hdr[4:8]) & 0xffffff)
-	off := -1
-	if hdr[0]&0x80 != 0 {
-		off = headerOffset(binary.BigEndian.Uint16(hdr[2:4]))
-	}
-	if off < 0 || length < off {
-		h.pending, h.left = append(h.pending[:0], hdr[:]...), length
-		return nil
-	}
-	payload := make([]byte, length)
-	if _, err := io.ReadFull(h.src, payload); err != nil {
-		return err
-	}
-	raw, err := h.inflate.inflate(payload[off:])
-	if err != nil {
-		return err
-	}
-	frame := append(append(append(make([]byte, 0, frameHeaderSize+off+len(raw)), hdr[:]...), payload[:off]...), raw...)
-	putLength(frame, off+len(raw))
-	h.pending = frame
-	return nil
 }
