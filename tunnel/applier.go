@@ -271,9 +271,11 @@ func (a *Applier) connect(ctx context.Context, se *sessionEntry, tunnel string) 
 
 // Permanent reports the errors that retrying cannot cure: the session then
 // shows failed and waits for a save, SIGHUP or a pod event instead of
-// backing off forever. Forbidden is one: only a change of RBAC cures it.
+// backing off forever. Forbidden is one (only a change of RBAC cures it),
+// and a namespace that does not exist another (someone must create it; the
+// pod watch sees its first Ready pod).
 func Permanent(err error) bool {
-	return errors.Is(err, kube.ErrForbidden)
+	return errors.Is(err, kube.ErrForbidden) || errors.Is(err, kube.ErrNamespaceNotFound)
 }
 
 // bindOrSchedule binds pe now, or schedules its first retry.

@@ -112,3 +112,7 @@ func (f *fakeClient) snapshot() (resolves int, watches, open map[string]int) {
 func fmtForbidden() error {
 	return fmt.Errorf("get pods in dev: %w", kube.ErrForbidden)
 }
+
+func fmtNamespaceMissing() error {
+	return fmt.Errorf("resolve pod/db in namespace \"dev\": %w", kube.ErrNamespaceNotFound)
+}

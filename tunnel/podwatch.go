@@ -244,9 +244,12 @@ func (w *podWatch) handleFor(sub *subscriber, e podChange) {
 	}
 }
 
-// waitsForPod reports whether a session failed only for want of a pod.
+// waitsForPod reports whether a session failed only for want of a pod: a
+// pod becoming Ready in its namespace is worth a resolve then, even for a
+// failed session whose namespace was missing (a Ready pod there means it
+// exists now).
 func waitsForPod(err error) bool {
-	return errors.Is(err, kube.ErrNoReadyPod) || errors.Is(err, kube.ErrNotFound) || errors.Is(err, kube.ErrPodNotReady)
+	return errors.Is(err, kube.ErrNoReadyPod) || errors.Is(err, kube.ErrNotFound) || errors.Is(err, kube.ErrPodNotReady) || errors.Is(err, kube.ErrNamespaceNotFound)
 }
 
 // refresh asks sub's session to resolve again, at once or at the end of
