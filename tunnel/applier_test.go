@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"context"
 	"errors"
 	"net"
 	"strings"
@@ -153,6 +154,43 @@ func TestApplierSharesPodWatches(t *testing.T) {
 	a.Close(0)
 	if _, _, o := f.snapshot(); o["a"] != 0 || !f.closed {
 		t.Errorf("after Close: open watches %v, client closed %v; want none open, closed", o, f.closed)
+	}
+}
+
+// TestApplierClosesRemovedSessionsAtOnce: a plan that removes several
+// tunnels tells all their sessions to close before it waits for any: here
+// each session is stuck in a resolve that outlives its context, and both
+// see their context end while the plan is still being applied.
+func TestApplierClosesRemovedSessionsAtOnce(t *testing.T) {
+	leakcheck.Check(t)
+	f := newFakeClient()
+	entered := make(chan string, 2)
+	cancelled := make(chan string, 2)
+	release := make(chan struct{})
+	f.hold = func(ctx context.Context, t config.Target) {
+		entered <- t.Name
+		<-ctx.Done()
+		cancelled <- t.Name
+		<-release // a resolve that does not return at once
+	}
+	a := startApplier(t, f, Options{})
+	x, y := sp("x", "dev", 0, 80), sp("y", "dev", 0, 80)
+	apply(t, a, reconcile.Plan{Start: []config.Spec{x, y}})
+	<-entered
+	<-entered
+	applied := make(chan error, 1)
+	go func() { applied <- a.Apply(context.Background(), reconcile.Plan{Stop: []config.Spec{x, y}}) }()
+	for range 2 {
+		select {
+		case <-cancelled:
+		case <-time.After(10 * time.Second):
+			close(release)
+			t.Fatal("the plan waited for one session to close before telling the other")
+		}
+	}
+	close(release)
+	if err := <-applied; err != nil {
+		t.Fatalf("Apply: %v", err)
 	}
 }
 
