@@ -23,7 +23,7 @@ import (
 // the wire instead: outgoing blocks are written as stored (uncompressed)
 // deflate blocks, a valid zlib stream that needs no tables, and incoming
 // blocks are inflated with a reader of a few tens of KB. The wire format
-// does not change.
+// does not change (docs/protocol.md §13.5).
 
 // plainHeaders returns a spdystream framer option that turns the framer's
 // header compression off, and sets *ok if it could. spdystream (v0.5.1)
