@@ -108,6 +108,11 @@ func (in *inflater) inflate(block []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inflate headers: %w", err)
 	}
+	// zlib reads through a 4 KiB bufio.Reader, so this catches only a
+	// block far longer than its headers: a few bytes of one block (the
+	// end of its sync flush, when the window filled just as its headers
+	// ended) may stay in that buffer and be read with the next block, as
+	// in spdystream's framer, which is right for one zlib stream.
 	if in.lr.N != 0 {
 		return nil, errors.New("inflate headers: the block is longer than its headers")
 	}
@@ -156,8 +161,8 @@ func putLength(b []byte, n int) {
 }
 
 // headerReader hands spdystream the frames read from src with the header
-// blocks of SYN_STREAM, SYN_REPLY and HEADERS frames inflated (see
-// headers.go); other frames pass through as they arrive.
+// blocks of SYN_STREAM, SYN_REPLY and HEADERS frames inflated; other
+// frames pass through as they arrive.
 type headerReader struct {
 	src     io.Reader
 	inflate inflater

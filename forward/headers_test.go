@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,16 +19,19 @@ import (
 // compression through frameWriter's deflater read back with spdystream's
 // own (compressing) framer, as the kubelet reads them; and blocks
 // compressed by spdystream's framer, as the kubelet writes them, inflate
-// through headerReader for a framer without compression. Several frames
-// each way, as one zlib stream spans a connection.
+// through headerReader for a framer without compression. Many frames each
+// way, as one zlib stream spans a connection: their header blocks, of
+// varied sizes, add up to more than twice the inflater's 32 KiB window, so
+// that it wraps within blocks, as on a long-lived connection.
 func TestHeaderBlocksRoundTrip(t *testing.T) {
 	frames := func() []spdy.Frame {
 		var out []spdy.Frame
-		for i := uint32(1); i <= 7; i += 2 {
-			h := http.Header{"Streamtype": {"data"}, "Port": {"80"}, "Requestid": {string(rune('0' + i))}}
-			out = append(out, &spdy.SynStreamFrame{StreamId: spdy.StreamId(i), Headers: h})
-			out = append(out, &spdy.SynReplyFrame{StreamId: spdy.StreamId(i), Headers: http.Header{"X": {"y"}}})
-			out = append(out, &spdy.DataFrame{StreamId: spdy.StreamId(i), Data: []byte("payload")})
+		for i := range 600 {
+			id := spdy.StreamId(2*i + 1)
+			h := http.Header{"Streamtype": {"data"}, "Port": {"80"}, "Requestid": {strconv.Itoa(i)}, "Pad": {strings.Repeat("p", i%97)}}
+			out = append(out, &spdy.SynStreamFrame{StreamId: id, Headers: h})
+			out = append(out, &spdy.SynReplyFrame{StreamId: id, Headers: http.Header{"X": {strings.Repeat("y", i%13)}}})
+			out = append(out, &spdy.DataFrame{StreamId: id, Data: []byte("payload")})
 		}
 		return out
 	}
