@@ -9,3 +9,5 @@ require (
 )
 
 require golang.org/x/sys v0.13.0
+
+require golang.org/x/sync v0.24.0

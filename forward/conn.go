@@ -173,10 +173,17 @@ func newConn(raw net.Conn, namespace, pod string, opts Options) (*Conn, error) {
 		served:    make(chan struct{}),
 		staleC:    make(chan struct{}),
 	}
-	sc, err := spdystream.NewConnection(c.wire, false)
+	// spdystream's framer would compress header blocks with an 800 KB
+	// zlib writer per connection; the wire does it instead (headers.go).
+	// Nothing is read or written before NewConnection returns.
+	plain := false
+	sc, err := spdystream.NewConnectionWithOptions(c.wire, false, plainHeaders(&plain))
 	if err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("dial pod %s/%s: start spdy: %w", namespace, pod, err)
+	}
+	if plain {
+		c.wire.plain()
 	}
 	c.spdy = sc
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())

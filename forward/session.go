@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Resolved is a session's target resolved to one pod.
@@ -130,11 +132,12 @@ type Session struct {
 
 	drains sync.WaitGroup // connections left to drain after a move; Add under mu, while not closed
 
-	// verifyMu serialises podStillGood, and guards verified and
-	// verifiedAt: the connection whose pod was last found good, and when.
-	verifyMu   sync.Mutex
-	verified   *Conn
-	verifiedAt time.Time
+	// verifies makes the connections that ask podStillGood about the same
+	// connection at once share one resolve, which runs in a goroutine of
+	// singleflight's; verifying counts those (Add under mu, while not
+	// closed) so that Close can wait for them.
+	verifies  singleflight.Group
+	verifying sync.WaitGroup
 
 	mu         sync.Mutex
 	state      State
@@ -145,6 +148,8 @@ type Session struct {
 	uid        string             // the pod's UID, while ready
 	podPorts   map[RemotePort]int // set only while ready
 	resolveErr error              // the last refresh failed
+	verified   *Conn              // the connection whose pod podStillGood last found good
+	verifiedAt time.Time          // and when
 	changed    chan struct{}      // closed and replaced on every change
 	ports      []*Port
 	running    bool
@@ -585,31 +590,54 @@ const verifyTTL = 250 * time.Millisecond
 // (name and UID). If not, conn is marked stale so that the session moves
 // on. It is asked after a refused connection, which a pod being replaced
 // gives once its app has stopped: then the connection is retried on the
-// next pod instead of failed. Concurrent callers share one resolve, and a
-// positive answer stands for verifyTTL.
+// next pod instead of failed.
+//
+// A pod being replaced refuses every connection at once, so the callers
+// asking about one connection share one resolve (singleflight), made under
+// the session's context: a caller that gives up (its port removed) leaves
+// at once without cancelling it for the others. A positive answer stands
+// for verifyTTL.
 func (s *Session) podStillGood(ctx context.Context, conn *Conn) bool {
-	s.verifyMu.Lock()
-	defer s.verifyMu.Unlock()
 	s.mu.Lock()
 	current, uid := s.conn == conn, s.uid
+	fresh := s.verified == conn && time.Since(s.verifiedAt) < verifyTTL
 	s.mu.Unlock()
 	if !current || conn.Err() != nil || conn.isStale() {
 		return false
 	}
-	if s.verified == conn && time.Since(s.verifiedAt) < verifyTTL {
+	if fresh {
 		return true
 	}
-	res, err := s.resolve(ctx)
-	if ctx.Err() != nil {
+	key := fmt.Sprintf("%p", conn)
+	verdict := s.verifies.DoChan(key, func() (any, error) {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return true, nil // shutting down: nothing to retry
+		}
+		s.verifying.Add(1)
+		s.mu.Unlock()
+		defer s.verifying.Done()
+		res, err := s.resolve(s.ctx)
+		if s.ctx.Err() != nil {
+			return true, nil // shutting down: nothing to retry
+		}
+		if err != nil || !res.samePod(resolution{pod: conn.pod, uid: uid}) {
+			conn.stale("pod %s/%s is no longer the one to use after refusing a connection", conn.namespace, conn.pod)
+			s.Refresh()
+			return false, nil
+		}
+		s.mu.Lock()
+		s.verified, s.verifiedAt = conn, time.Now()
+		s.mu.Unlock()
+		return true, nil
+	})
+	select {
+	case r := <-verdict:
+		return r.Val.(bool)
+	case <-ctx.Done():
 		return true // shutting down: nothing to retry
 	}
-	if err != nil || !res.samePod(resolution{pod: conn.pod, uid: uid}) {
-		conn.stale("pod %s/%s is no longer the one to use after refusing a connection", conn.namespace, conn.pod)
-		s.Refresh()
-		return false
-	}
-	s.verified, s.verifiedAt = conn, time.Now()
-	return true
 }
 
 // PodDeleted tells the session that pod (with uid, if known) was deleted:
@@ -701,8 +729,10 @@ func (s *Session) Close() error {
 		for _, p := range ports {
 			p.stop()
 		}
-		// The connections left draining end with the session's context.
+		// The connections left draining, and a podStillGood resolve, end
+		// with the session's context.
 		s.drains.Wait()
+		s.verifying.Wait()
 	})
 	return nil
 }

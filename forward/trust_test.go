@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -390,6 +391,68 @@ func TestSessionRefusedConnections(t *testing.T) {
 	eventually(t, "the failure counted", func() bool { return p.Status().Stats.Failed == 1 })
 	if got := k.dialCount(); got != 2 {
 		t.Errorf("dials = %d after a genuine refusal, want 2 (no redial)", got)
+	}
+}
+
+// TestSessionRefusalsShareOneResolve: connections refused at once ask the
+// API once between them whether the pod is still the one to use, and the
+// connection that asked first leaves as soon as its port is removed,
+// without waiting for the answer or cancelling it for the others.
+func TestSessionRefusalsShareOneResolve(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: testnet.ClosedPort(t), 81: testnet.ClosedPort(t)})
+	r := &uidResolver{pod: "web", uid: "uid-1"}
+	var mu sync.Mutex
+	var gate chan struct{} // while set, a resolve waits for it to close
+	resolves := 0
+	entered := make(chan struct{}, 16)
+	opts := sessionOptions(k, nil)
+	opts.Resolve = func(ctx context.Context, remotes []RemotePort, current string) (Resolved, error) {
+		mu.Lock()
+		resolves++
+		g := gate
+		mu.Unlock()
+		if g != nil {
+			entered <- struct{}{}
+			select {
+			case <-g:
+			case <-ctx.Done():
+				return Resolved{}, ctx.Err()
+			}
+		}
+		return r.resolve(ctx, remotes, current)
+	}
+	s := runSession(t, opts)
+	first := addPort(t, s, RemotePort{Number: 81})
+	p := addPort(t, s, RemotePort{Number: 80})
+	eventually(t, "both ports mapped", func() bool { return first.Status().PodPort == 81 && p.Status().PodPort == 80 })
+
+	g := make(chan struct{})
+	mu.Lock()
+	gate, resolves = g, 0
+	mu.Unlock()
+	firstConn := dialPort(t, first)
+	<-entered // its refusal is being checked
+	var conns []net.Conn
+	for range 5 {
+		conns = append(conns, dialPort(t, p))
+	}
+	removed := make(chan struct{})
+	go func() { s.RemovePort(first); close(removed) }()
+	select {
+	case <-removed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("RemovePort waited for the check its connection started")
+	}
+	wantReset(t, firstConn, "the removed port's connection")
+	close(g)
+	for i, c := range conns {
+		wantReset(t, c, fmt.Sprintf("refused connection %d", i))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if resolves != 1 {
+		t.Errorf("%d resolves for 6 refused connections, want 1", resolves)
 	}
 }
 

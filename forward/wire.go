@@ -28,6 +28,7 @@ const frameHeaderSize = 8
 type wireConn struct {
 	net.Conn
 	r         *bufio.Reader
+	hr        headerReader // set up by plain; reads through r
 	w         frameWriter
 	bytesRead atomic.Uint64 // read progress, which keepalive counts as life
 	readErr   atomic.Pointer[error]
@@ -44,7 +45,13 @@ func newWireConn(c net.Conn) *wireConn {
 // past the 101 response come out first, because the net.Conn it returned
 // yields them first.
 func (c *wireConn) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
+	var n int
+	var err error
+	if c.hr.src != nil {
+		n, err = c.hr.Read(p)
+	} else {
+		n, err = c.r.Read(p)
+	}
 	c.bytesRead.Add(uint64(n))
 	c.ends.feed(p[:n])
 	if err != nil {
@@ -55,6 +62,14 @@ func (c *wireConn) Read(p []byte) (int, error) {
 
 // Write coalesces frame pieces; see frameWriter.
 func (c *wireConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+// plain makes the connection compress and inflate SPDY header blocks for
+// a framer whose own header compression is off (see headers.go). Call it
+// before the first frame.
+func (c *wireConn) plain() {
+	c.hr.src = c.r
+	c.w.deflate = &deflater{}
+}
 
 // lastReadErr returns the first error a read returned, or nil.
 func (c *wireConn) lastReadErr() error {
@@ -75,10 +90,11 @@ func (c *wireConn) lastReadErr() error {
 // spdystream already serialises frame writes under its own lock; mu makes
 // frameWriter safe on its own anyway.
 type frameWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	buf  []byte // the frame being collected
-	need int    // the frame's total size once its header is complete
+	mu      sync.Mutex
+	w       io.Writer
+	deflate *deflater // compresses header blocks; nil if spdystream does
+	buf     []byte    // the frame being collected
+	need    int       // the frame's total size once its header is complete
 }
 
 // maxKeptBuffer is the largest buffer kept between frames; a rare larger
@@ -122,7 +138,16 @@ func (f *frameWriter) Write(p []byte) (int, error) {
 
 // flush writes the collected frame and starts the next one.
 func (f *frameWriter) flush() error {
-	_, err := f.w.Write(f.buf)
+	frame := f.buf
+	if f.deflate != nil && frame[0]&0x80 != 0 {
+		if off := headerOffset(binary.BigEndian.Uint16(frame[2:4])); off >= 0 && len(frame) >= frameHeaderSize+off {
+			at := frameHeaderSize + off
+			out := f.deflate.deflate(append(make([]byte, 0, len(frame)+16), frame[:at]...), frame[at:])
+			putLength(out, len(out)-frameHeaderSize)
+			frame = out
+		}
+	}
+	_, err := f.w.Write(frame)
 	if cap(f.buf) > maxKeptBuffer {
 		f.buf = nil
 	} else {
@@ -163,11 +188,12 @@ type endTracker struct {
 	nearly int
 }
 
-// SPDY/3.1 control frame types that can carry FIN for a stream.
+// SPDY/3.1 control frame types and flags that the wire layer reads.
 const (
-	typeSynReply = 2
-	typeHeaders  = 8
-	flagFin      = 0x01
+	typeSynStream = 1 // carries a header block
+	typeSynReply  = 2 // carries a header block, and can carry FIN
+	typeHeaders   = 8 // carries a header block, and can carry FIN
+	flagFin       = 0x01
 )
 
 // feed follows the frame boundaries in b, the next bytes read.

@@ -24,18 +24,19 @@ type fakeAPI struct {
 	// watch receives the events served to watch requests.
 	watch chan rawEvent
 
-	mu        sync.Mutex
-	pods      []Pod                // guarded by mu
-	services  map[string]*Service  // guarded by mu; by namespace/name
-	workloads map[string]*Workload // guarded by mu; by resource/namespace/name
-	selectors []string             // guarded by mu; labelSelectors asked for
+	mu         sync.Mutex
+	namespaces map[string]bool      // guarded by mu; those that exist ("dev" and "default" at first)
+	pods       []Pod                // guarded by mu
+	services   map[string]*Service  // guarded by mu; by namespace/name
+	workloads  map[string]*Workload // guarded by mu; by resource/namespace/name
+	selectors  []string             // guarded by mu; labelSelectors asked for
 }
 
 func newFakeAPI(t testing.TB) *fakeAPI { return newFakeAPIHosts(t) }
 
 // newFakeAPIHosts is newFakeAPI with a certificate valid for extra hosts too.
 func newFakeAPIHosts(t testing.TB, hosts ...string) *fakeAPI {
-	f := &fakeAPI{t: t, pki: testpki.New(t), services: map[string]*Service{}, workloads: map[string]*Workload{}, watch: make(chan rawEvent)}
+	f := &fakeAPI{t: t, pki: testpki.New(t), namespaces: map[string]bool{"dev": true, "default": true}, services: map[string]*Service{}, workloads: map[string]*Workload{}, watch: make(chan rawEvent)}
 	f.srv = f.pki.StartServer(t, http.HandlerFunc(f.serve), append([]string{"127.0.0.1", "localhost"}, hosts...)...)
 	return f
 }
@@ -84,6 +85,18 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 		parts = parts[2:] // drop group so indexes match
 	} else if parts[0] == "api" {
 		parts = parts[1:]
+	}
+	if len(parts) == 3 && parts[1] == "namespaces" {
+		f.mu.Lock()
+		ok := f.namespaces[parts[2]]
+		f.mu.Unlock()
+		if !ok {
+			writeStatus(w, 404, "NotFound", `namespaces "`+parts[2]+`" not found`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"kind": "Namespace", "apiVersion": "v1", "metadata": map[string]any{"name": parts[2]}})
+		return
 	}
 	if len(parts) < 4 || parts[1] != "namespaces" {
 		writeStatus(w, 404, "NotFound", "the server could not find the requested resource")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,9 @@ var (
 	ErrPortNotFound = errors.New("port not found")
 	// ErrUDPPort: the remote port is UDP only; port-forward carries TCP.
 	ErrUDPPort = errors.New("udp port")
+	// ErrNamespaceNotFound: the target's namespace does not exist. Unlike
+	// a missing pod, which a rollout may bring, this waits for a person.
+	ErrNamespaceNotFound = errors.New("namespace not found")
 )
 
 // Resolved is the pod a target resolves to now.
@@ -44,8 +48,34 @@ type Resolved struct {
 // target's Running and Ready pods: a tunnel that re-resolves (to map a
 // newly added port, say) stays on the pod its open connections use rather
 // than moving to a newer one.
+//
+// When the target is not found, or no pod matches it, Resolve asks whether
+// the namespace exists, and if the API server says it does not, the error
+// matches ErrNamespaceNotFound instead. The API server does not say so
+// itself: a list of pods in a missing namespace is an empty list, and a
+// GET of a pod or service there a 404 for that object.
 func (c *Client) Resolve(ctx context.Context, namespace string, t config.Target, remotes []config.RemotePort, prefer string) (*Resolved, error) {
 	what := fmt.Sprintf("resolve %s in namespace %q", t, namespace)
+	r, err := c.resolve(ctx, what, namespace, t, remotes, prefer)
+	if err != nil && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrNoReadyPod)) && c.namespaceMissing(ctx, namespace) {
+		return nil, fmt.Errorf("%s: %w; create it, or check the namespace and the context", what, ErrNamespaceNotFound)
+	}
+	return r, err
+}
+
+// namespaceMissing reports whether the API server answers 404 to a GET of
+// namespace. Any other answer says nothing: a user who may not read
+// namespaces gets 403 whether it exists or not, and a failed request is
+// not an answer.
+func (c *Client) namespaceMissing(ctx context.Context, namespace string) bool {
+	info := requestInfo{verb: "get", resource: "namespaces", name: namespace}
+	var ns struct{}
+	err := c.get(ctx, "/api/v1/namespaces/"+url.PathEscape(namespace), nil, info, &ns)
+	return errors.Is(err, ErrNotFound)
+}
+
+// resolve is Resolve without the namespace check; what starts its errors.
+func (c *Client) resolve(ctx context.Context, what, namespace string, t config.Target, remotes []config.RemotePort, prefer string) (*Resolved, error) {
 	var (
 		pod *Pod
 		err error

@@ -2,7 +2,9 @@ package kube
 
 import (
 	"errors"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,5 +245,50 @@ func TestSelector(t *testing.T) {
 		if got != tt.want || !errors.Is(err, tt.wantErr) {
 			t.Errorf("Selector(%s) = %q, %v; want %q, %v", tt.target, got, err, tt.want, tt.wantErr)
 		}
+	}
+}
+
+// TestResolveMissingNamespace: a target in a namespace that does not exist
+// fails with ErrNamespaceNotFound, which the API server does not say itself
+// (a list there is empty, a GET a 404 for the object); a user who may not
+// read namespaces keeps the error about the target, as does a target
+// missing from a namespace that exists.
+func TestResolveMissingNamespace(t *testing.T) {
+	leakcheck.Check(t)
+	f := newFakeAPI(t)
+	var denyNamespaces atomic.Bool
+	f.auth = func(r *http.Request) int {
+		if denyNamespaces.Load() && strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 3 {
+			return http.StatusForbidden // GET /api/v1/namespaces/NS
+		}
+		return 0
+	}
+	c := f.client(t, f.config())
+	tests := []struct {
+		name      string
+		namespace string
+		target    config.Target
+		deny      bool
+		want      error
+		wantNot   error
+	}{
+		{name: "pod", namespace: "gone", target: config.Target{Kind: config.KindPod, Name: "web"}, want: ErrNamespaceNotFound},
+		{name: "service", namespace: "gone", target: config.Target{Kind: config.KindService, Name: "web"}, want: ErrNamespaceNotFound},
+		{name: "selector", namespace: "gone", target: config.Target{Kind: config.KindSelector, Name: "app=web"}, want: ErrNamespaceNotFound},
+		{name: "pod, namespaces unreadable", namespace: "gone", target: config.Target{Kind: config.KindPod, Name: "web"}, deny: true, want: ErrNotFound, wantNot: ErrNamespaceNotFound},
+		{name: "selector, namespaces unreadable", namespace: "gone", target: config.Target{Kind: config.KindSelector, Name: "app=web"}, deny: true, want: ErrNoReadyPod, wantNot: ErrNamespaceNotFound},
+		{name: "pod missing from a namespace that exists", namespace: "dev", target: config.Target{Kind: config.KindPod, Name: "web"}, want: ErrNotFound, wantNot: ErrNamespaceNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			denyNamespaces.Store(tt.deny)
+			_, err := c.Resolve(t.Context(), tt.namespace, tt.target, []config.RemotePort{num(80)}, "")
+			if !errors.Is(err, tt.want) || (tt.wantNot != nil && errors.Is(err, tt.wantNot)) {
+				t.Fatalf("Resolve error %v, want %v (and not %v)", err, tt.want, tt.wantNot)
+			}
+			if tt.want == ErrNamespaceNotFound && !strings.Contains(err.Error(), `namespace "gone"`) {
+				t.Errorf("error %q does not name the namespace", err)
+			}
+		})
 	}
 }

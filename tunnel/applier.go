@@ -271,9 +271,11 @@ func (a *Applier) connect(ctx context.Context, se *sessionEntry, tunnel string) 
 
 // Permanent reports the errors that retrying cannot cure: the session then
 // shows failed and waits for a save, SIGHUP or a pod event instead of
-// backing off forever. Forbidden is one: only a change of RBAC cures it.
+// backing off forever. Forbidden is one (only a change of RBAC cures it),
+// and a namespace that does not exist another (someone must create it; the
+// pod watch sees its first Ready pod).
 func Permanent(err error) bool {
-	return errors.Is(err, kube.ErrForbidden)
+	return errors.Is(err, kube.ErrForbidden) || errors.Is(err, kube.ErrNamespaceNotFound)
 }
 
 // bindOrSchedule binds pe now, or schedules its first retry.
@@ -384,28 +386,38 @@ func (a *Applier) retryAll(ctx context.Context) {
 	}
 }
 
-// closeUnused closes the sessions that no spec uses any more.
+// closeUnused closes the sessions that no spec uses any more, all at
+// once: a save that removes many tunnels waits for the slowest session to
+// close, not for the sum of them.
 func (a *Applier) closeUnused() {
+	var closing []*sessionEntry
 	for key, se := range a.sessions {
 		if se.refs == 0 {
 			delete(a.sessions, key)
-			a.closeSession(se)
+			if a.release(se) {
+				closing = append(closing, se)
+			}
 		}
+	}
+	for _, se := range closing {
+		<-se.done
 	}
 }
 
-// closeSession stops se's session, waits for it, and stops its pod watch
-// if no other session uses it.
-func (a *Applier) closeSession(se *sessionEntry) {
+// release unsubscribes se's session from its pod watch, stopping the watch
+// if no other session uses it, and tells the session to close: its Run
+// closes it as it returns and then closes se.done. It reports whether
+// there was a session to wait for.
+func (a *Applier) release(se *sessionEntry) bool {
 	if se.s == nil {
-		return
+		return false
 	}
 	if se.watch.remove(se.s) == 0 {
 		se.watch.stop()
 		delete(a.watches, watchKey{se.key.Context, se.key.Namespace})
 	}
-	se.cancel() // Run closes the session as it returns
-	<-se.done
+	se.cancel()
+	return true
 }
 
 // client returns the client of a kube context, creating it once.
@@ -438,20 +450,13 @@ func (a *Applier) shutdown(drain time.Duration) {
 	for time.Now().Before(deadline) && slices.ContainsFunc(ports, func(p *forward.Port) bool { return p.Stats.Active.Load() > 0 }) {
 		time.Sleep(20 * time.Millisecond) // polling the counters with a deadline
 	}
-	// Every session closes at once: each Run closes its session as it
-	// returns, and the waits below overlap.
+	// Every session closes at once, as in closeUnused; the last session
+	// of a watch stops it.
 	for _, se := range a.sessions {
-		if se.s != nil {
-			se.watch.remove(se.s)
-			se.cancel()
-		}
+		a.release(se)
 	}
 	clear(a.sessions)
 	a.running.Wait()
-	for k, w := range a.watches {
-		w.stop()
-		delete(a.watches, k)
-	}
 	for _, c := range a.clients {
 		c.Close()
 	}

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"context"
 	"errors"
 	"net"
 	"strings"
@@ -156,6 +157,43 @@ func TestApplierSharesPodWatches(t *testing.T) {
 	}
 }
 
+// TestApplierClosesRemovedSessionsAtOnce: a plan that removes several
+// tunnels tells all their sessions to close before it waits for any: here
+// each session is stuck in a resolve that outlives its context, and both
+// see their context end while the plan is still being applied.
+func TestApplierClosesRemovedSessionsAtOnce(t *testing.T) {
+	leakcheck.Check(t)
+	f := newFakeClient()
+	entered := make(chan string, 2)
+	cancelled := make(chan string, 2)
+	release := make(chan struct{})
+	f.hold = func(ctx context.Context, t config.Target) {
+		entered <- t.Name
+		<-ctx.Done()
+		cancelled <- t.Name
+		<-release // a resolve that does not return at once
+	}
+	a := startApplier(t, f, Options{})
+	x, y := sp("x", "dev", 0, 80), sp("y", "dev", 0, 80)
+	apply(t, a, reconcile.Plan{Start: []config.Spec{x, y}})
+	<-entered
+	<-entered
+	applied := make(chan error, 1)
+	go func() { applied <- a.Apply(context.Background(), reconcile.Plan{Stop: []config.Spec{x, y}}) }()
+	for range 2 {
+		select {
+		case <-cancelled:
+		case <-time.After(10 * time.Second):
+			close(release)
+			t.Fatal("the plan waited for one session to close before telling the other")
+		}
+	}
+	close(release)
+	if err := <-applied; err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+}
+
 // TestApplierClientErrorFailsAloneAndRetries: a context without a client
 // fails its tunnels only; a Retry plan tries again.
 func TestApplierClientErrorFailsAloneAndRetries(t *testing.T) {
@@ -184,18 +222,33 @@ func TestApplierClientErrorFailsAloneAndRetries(t *testing.T) {
 	}
 }
 
-// TestApplierForbiddenWaits: a forbidden target fails (see
-// TestSessionForbiddenWaits for the waiting) and tries again when a plan
-// changes something.
-func TestApplierForbiddenWaits(t *testing.T) {
-	leakcheck.Check(t)
-	f := newFakeClient()
-	f.resolve = func() error { return fmtForbidden() }
-	a := startApplier(t, f, Options{Backoff: forward.Backoff{Initial: time.Millisecond, Max: time.Millisecond}})
-	spec := sp("db", "dev", 0, 80)
-	apply(t, a, reconcile.Plan{Start: []config.Spec{spec}})
-	until(t, "failed", func() bool { return statusOf(t, a, spec).State == forward.StateFailed.String() })
-	r1, _, _ := f.snapshot()
-	apply(t, a, reconcile.Plan{Keep: []config.Spec{spec}, Start: []config.Spec{sp("other", "dev", 0, 80)}})
-	until(t, "a resolve after the change", func() bool { r, _, _ := f.snapshot(); return r > r1+1 })
+// TestApplierPermanentFailureWaits: a forbidden target, or one in a
+// namespace that does not exist, shows failed with its reason and no retry
+// time (see TestSessionForbiddenWaits and TestSessionMissingNamespaceWaits
+// for the waiting), and tries again when a plan changes something.
+func TestApplierPermanentFailureWaits(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  func() error
+		want string
+	}{
+		{"forbidden", fmtForbidden, "forbidden"},
+		{"namespace missing", fmtNamespaceMissing, "namespace not found"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			leakcheck.Check(t)
+			f := newFakeClient()
+			f.resolve = tt.err
+			a := startApplier(t, f, Options{Backoff: forward.Backoff{Initial: time.Millisecond, Max: time.Millisecond}})
+			spec := sp("db", "dev", 0, 80)
+			apply(t, a, reconcile.Plan{Start: []config.Spec{spec}})
+			until(t, "failed", func() bool { return statusOf(t, a, spec).State == forward.StateFailed.String() })
+			if st := statusOf(t, a, spec); st.Err == nil || !strings.Contains(st.Err.Error(), tt.want) || !st.RetryAt.IsZero() {
+				t.Errorf("err %v, next retry %v; want %q and no retry", st.Err, st.RetryAt, tt.want)
+			}
+			r1, _, _ := f.snapshot()
+			apply(t, a, reconcile.Plan{Keep: []config.Spec{spec}, Start: []config.Spec{sp("other", "dev", 0, 80)}})
+			until(t, "a resolve after the change", func() bool { r, _, _ := f.snapshot(); return r > r1+1 })
+		})
+	}
 }

@@ -18,11 +18,12 @@ import (
 // test feeds.
 type fakeClient struct {
 	mu       sync.Mutex
-	resolves int                // Resolve calls
-	watches  map[string]int     // namespace → WatchPods calls
-	open     map[string]int     // namespace → watches not yet ended
-	events   chan kube.PodEvent // every watch reads from it
-	resolve  func() error       // the error Resolve returns; nil: no Ready pod
+	resolves int                                        // Resolve calls
+	watches  map[string]int                             // namespace → WatchPods calls
+	open     map[string]int                             // namespace → watches not yet ended
+	events   chan kube.PodEvent                         // every watch reads from it
+	resolve  func() error                               // the error Resolve returns; nil: no Ready pod
+	hold     func(ctx context.Context, t config.Target) // if set, Resolve calls it first, without the lock
 	closed   bool
 	ends     chan struct{} // a send ends one watch
 	changed  chan struct{} // closed and replaced on every call
@@ -38,6 +39,9 @@ func (f *fakeClient) noteLocked() {
 }
 
 func (f *fakeClient) Resolve(ctx context.Context, namespace string, t config.Target, remotes []config.RemotePort, current string) (forward.Resolved, error) {
+	if f.hold != nil {
+		f.hold(ctx, t)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.resolves++
@@ -111,4 +115,8 @@ func (f *fakeClient) snapshot() (resolves int, watches, open map[string]int) {
 
 func fmtForbidden() error {
 	return fmt.Errorf("get pods in dev: %w", kube.ErrForbidden)
+}
+
+func fmtNamespaceMissing() error {
+	return fmt.Errorf("resolve pod/db in namespace \"dev\": %w", kube.ErrNamespaceNotFound)
 }

@@ -265,7 +265,10 @@ func (w *podWatch) handleFor(ctx context.Context, sub *subscriber, e podChange) 
 	// resolve to?
 	case st.State == forward.StateReady && sub.dying != "" && e.becameReady && w.concerns(ctx, sub, e):
 		w.refresh(sub, "a replacement pod became ready", e.name)
-	case (st.State == forward.StateRetrying || st.State == forward.StateFailed) && e.becameReady && waitsForPod(st.Err) && w.concerns(ctx, sub, e):
+	case (st.State == forward.StateRetrying || st.State == forward.StateFailed) && e.becameReady && waitsForPod(st.Err) && (errors.Is(st.Err, kube.ErrNamespaceNotFound) || w.concerns(ctx, sub, e)):
+		// A Ready pod in a namespace that was missing shows it exists now:
+		// the session leaves failed and, if its target is not there yet,
+		// backs off as usual.
 		w.refresh(sub, "a pod became ready", e.name)
 	}
 }
@@ -312,9 +315,12 @@ func (w *podWatch) concerns(ctx context.Context, sub *subscriber, e podChange) b
 	return ok || err != nil
 }
 
-// waitsForPod reports whether a session failed only for want of a pod.
+// waitsForPod reports whether a session failed only for want of a pod: a
+// pod becoming Ready in its namespace is worth a resolve then, even for a
+// failed session whose namespace was missing (a Ready pod there means it
+// exists now).
 func waitsForPod(err error) bool {
-	return errors.Is(err, kube.ErrNoReadyPod) || errors.Is(err, kube.ErrNotFound) || errors.Is(err, kube.ErrPodNotReady)
+	return errors.Is(err, kube.ErrNoReadyPod) || errors.Is(err, kube.ErrNotFound) || errors.Is(err, kube.ErrPodNotReady) || errors.Is(err, kube.ErrNamespaceNotFound)
 }
 
 // refresh asks sub's session to resolve again, at once or at the end of

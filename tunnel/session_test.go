@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
@@ -40,16 +41,7 @@ func TestSessionPodReadyWakesWaitingSession(t *testing.T) {
 			t.Fatalf("state %s (err %v), want retrying for want of a pod", st.State, st.Err)
 		}
 		start := time.Now()
-		f.events <- podEvent(kube.EventModified, "db", "uid-1", false) // not Ready: nothing
-		synctest.Wait()
-		if r, _, _ := f.snapshot(); r != 1 {
-			t.Fatalf("resolved %d times after a pod event that is not Ready, want 1", r)
-		}
-		f.events <- podEvent(kube.EventModified, "db", "uid-1", true)
-		synctest.Wait()
-		if r, _, _ := f.snapshot(); r != 2 {
-			t.Errorf("resolved %d times after a pod became Ready, want 2", r)
-		}
+		podReadyResolves(t, f)
 		if waited := time.Since(start); waited != 0 {
 			t.Errorf("the resolve came after %v, want at once", waited)
 		}
@@ -80,6 +72,44 @@ func TestSessionForbiddenWaits(t *testing.T) {
 			t.Errorf("resolved %d times after Refresh, want 2", r)
 		}
 	})
+}
+
+// TestSessionMissingNamespaceWaits: a namespace that does not exist leaves
+// the session failed, resolving nothing more in an hour, until a pod
+// becomes Ready there (the namespace exists then).
+func TestSessionMissingNamespaceWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeClient()
+		f.resolve = fmtNamespaceMissing
+		s := runSession(t, f, time.Millisecond)
+		synctest.Wait()
+		if st := s.Status(); st.State != forward.StateFailed || !errors.Is(st.Err, kube.ErrNamespaceNotFound) {
+			t.Fatalf("state %s (err %v), want failed, namespace not found", st.State, st.Err)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if r, _, _ := f.snapshot(); r != 1 {
+			t.Fatalf("resolved %d times in an hour while failed, want 1", r)
+		}
+		podReadyResolves(t, f)
+	})
+}
+
+// podReadyResolves checks, inside a synctest bubble, that a session of f
+// that has resolved once resolves again when the pod watch sees a pod
+// become Ready, and not for a pod that is not Ready.
+func podReadyResolves(t *testing.T, f *fakeClient) {
+	t.Helper()
+	f.events <- podEvent(kube.EventModified, "db", "uid-1", false) // not Ready: nothing
+	synctest.Wait()
+	if r, _, _ := f.snapshot(); r != 1 {
+		t.Fatalf("resolved %d times after a pod event that is not Ready, want 1", r)
+	}
+	f.events <- podEvent(kube.EventModified, "db", "uid-1", true)
+	synctest.Wait()
+	if r, _, _ := f.snapshot(); r != 2 {
+		t.Errorf("resolved %d times after a pod became Ready, want 2", r)
+	}
 }
 
 // TestPodWatchDefersAndRewatches: a second refresh within refreshInterval

@@ -126,9 +126,13 @@ const fakePod = `{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web","names
 "spec":{"nodeName":"n1","containers":[{"name":"c","ports":[{"name":"http","containerPort":80,"protocol":"TCP"}]}]},
 "status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}`
 
-// ServeHTTP serves the pod and its port-forward endpoint.
+// ServeHTTP serves namespace default, the pod and its port-forward
+// endpoint. (A missing pod makes the resolver ask for its namespace.)
 func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/default":
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"default"}}`)
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/default/pods/web":
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, fakePod)

@@ -178,6 +178,32 @@ func TestKubeRBACErrors(t *testing.T) {
 	}
 }
 
+// TestKubeMissingNamespace checks against the real apiserver what Resolve
+// makes of a namespace that does not exist, which the apiserver does not
+// say itself (a list of pods there is empty, a GET a 404 for the object):
+// for admin, ErrNamespaceNotFound, for a pod and a selector target alike;
+// for the limited user, who may not get namespaces (403 whether or not
+// they exist), a missing pod in its own namespace stays ErrNotFound.
+func TestKubeMissingNamespace(t *testing.T) {
+	c := cluster.Start(t)
+	missing := cluster.NewNamespaceName()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	admin := kubeClient(t, c.AdminKubeconfig)
+	for _, target := range []config.Target{{Kind: config.KindPod, Name: "web"}, {Kind: config.KindSelector, Name: "app=web"}} {
+		_, err := admin.Resolve(ctx, missing, target, []config.RemotePort{{Number: 80}}, "")
+		t.Logf("%s: %v", target, err)
+		if !errors.Is(err, kube.ErrNamespaceNotFound) || !strings.Contains(err.Error(), missing) {
+			t.Errorf("%s in a missing namespace: %v, want ErrNamespaceNotFound naming %s", target, err, missing)
+		}
+	}
+	limited := kubeClient(t, c.LimitedKubeconfig)
+	_, err := limited.Resolve(ctx, c.LimitedNamespace, config.Target{Kind: config.KindPod, Name: "no-such-pod"}, []config.RemotePort{{Number: 80}}, "")
+	if !errors.Is(err, kube.ErrNotFound) || errors.Is(err, kube.ErrNamespaceNotFound) {
+		t.Errorf("limited user, missing pod in its namespace: %v, want ErrNotFound, not ErrNamespaceNotFound", err)
+	}
+}
+
 // TestKubeResolve resolves every target kind against real objects: the
 // newest Ready pod wins, and a service's named targetPort is looked up on
 // that pod.

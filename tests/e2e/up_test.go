@@ -400,6 +400,41 @@ func TestUpMissingPodRecovers(t *testing.T) {
 	p.stop()
 }
 
+// TestUpMissingNamespaceWaits: a tunnel into a namespace that does not
+// exist shows failed, naming the namespace, with no retry scheduled (a
+// backoff would show retrying and its time), while the other tunnel
+// serves. Once the namespace is created and a pod there becomes Ready, the
+// pod watch starts it: nothing else can, as no save or SIGHUP is sent and a
+// failed session has no timer.
+func TestUpMissingNamespaceWaits(t *testing.T) {
+	f := newUpFixture(t)
+	missing := cluster.NewNamespaceName()
+	yaml := f.yaml(fmt.Sprintf("  ok:\n    pod: a\n    ports: [\":80\"]\n  lost:\n    namespace: %s\n    pod: late\n    ports: [\":80\"]\n", missing))
+	p := startUp(t, f.c, t.TempDir(), yaml)
+	okAddr := p.waitReady("ok", "80")
+	d := p.waitStatus("the missing namespace to be reported", func(d *statusDoc) bool {
+		r, ok := d.row("lost", "80")
+		return ok && r.LastError != ""
+	})
+	r, _ := d.row("lost", "80")
+	if r.State != "failed" || !strings.Contains(r.LastError, "namespace not found") || !strings.Contains(r.LastError, missing) || !r.NextRetry.IsZero() {
+		t.Errorf("lost tunnel: state %q, error %q, next retry %v; want failed, namespace not found, naming %s, no retry", r.State, r.LastError, r.NextRetry, missing)
+	}
+	dialEcho(t, okAddr, "ok while lost waits")
+
+	f.c.NamespaceNamed(t, missing)
+	f.c.Pod(t, missing, "late", cluster.PodOptions{
+		Ports:   []corev1.ContainerPort{{Name: "echo", ContainerPort: 80}},
+		Forward: map[int32]string{80: longEcho(t)},
+	})
+	addr := p.waitReady("lost", "80")
+	if !strings.Contains(p.stderr.String(), "a pod became ready; resolving the target again") {
+		t.Errorf("the log does not show the pod watch starting the tunnel:\n%s", p.stderr.String())
+	}
+	dialEcho(t, addr, "found")
+	p.stop()
+}
+
 // TestUpForbiddenFailsAlone runs as the limited user: a tunnel into a
 // namespace it may not use fails alone with a message naming what is
 // forbidden, while its tunnel in the allowed namespace serves; SIGTERM stops

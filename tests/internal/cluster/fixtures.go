@@ -106,7 +106,16 @@ func randSuffix() string {
 // namespaces stay Terminating (no controller-manager), so names are unique.
 func (c *Cluster) Namespace(t testing.TB) string {
 	t.Helper()
-	name := "t-" + randSuffix()
+	return c.NamespaceNamed(t, NewNamespaceName())
+}
+
+// NewNamespaceName returns a fresh namespace name, for a test that creates
+// the namespace later (NamespaceNamed) or never.
+func NewNamespaceName() string { return "t-" + randSuffix() }
+
+// NamespaceNamed creates namespace name, deleted when the test ends.
+func (c *Cluster) NamespaceNamed(t testing.TB, name string) string {
+	t.Helper()
 	cs := c.Kube(t)
 	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create namespace: %v", err)
