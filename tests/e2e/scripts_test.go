@@ -32,6 +32,12 @@ const (
 	exPlanIn  = "tunnels plan -o json - < tunnels.next.yaml"
 	exUpBg    = "tunnels up -d"
 	exUpWaitT = "tunnels up --wait --timeout 3s"
+	exAdd     = "tunnels add cache pod/db :6379"
+	exAddPort = "tunnels add db pg"
+	exDisable = "tunnels disable cache"
+	exEnable  = "tunnels enable cache"
+	exRmPort  = "tunnels rm db pg"
+	exRm      = "tunnels rm cache"
 )
 
 // TestReadmeScriptExamples: every example the tests run is in the README,
@@ -41,7 +47,8 @@ func TestReadmeScriptExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ex := range []string{exUpWait, exStatus, exDown, exRun, exPlan, exPlanIn, exUpBg, exUpWaitT} {
+	for _, ex := range []string{exUpWait, exStatus, exDown, exRun, exPlan, exPlanIn, exUpBg, exUpWaitT,
+		exAdd, exAddPort, exDisable, exEnable, exRmPort, exRm} {
 		if !strings.Contains(string(readme), ex) {
 			t.Errorf("README.md does not show the example %q that the tests run", ex)
 		}
@@ -58,15 +65,17 @@ type scriptDir struct {
 	bin string
 }
 
-// newScriptDir makes a namespace with an echo pod "db" serving port 5432,
+// newScriptDir makes a namespace with an echo pod "db" serving port 5432
+// (named pg) and 6379,
 // and a directory whose tunnels.yaml forwards to it from a free port.
 func newScriptDir(t *testing.T) *scriptDir {
 	t.Helper()
 	c := cluster.Start(t)
 	ns := c.Namespace(t)
+	echo := longEcho(t)
 	c.Pod(t, ns, "db", cluster.PodOptions{
-		Ports:   []corev1.ContainerPort{{Name: "pg", ContainerPort: 5432}},
-		Forward: map[int32]string{5432: longEcho(t)},
+		Ports:   []corev1.ContainerPort{{Name: "pg", ContainerPort: 5432}, {Name: "redis", ContainerPort: 6379}},
+		Forward: map[int32]string{5432: echo, 6379: echo},
 	})
 	s := &scriptDir{t: t, c: c, ns: ns, dir: t.TempDir(), bin: cluster.TunnelsBinary(t)}
 	s.write("tunnels.yaml", "version: 1\nnamespace: "+ns+"\ntunnels:\n  db:\n    pod: db\n    ports: [\":5432\"]\n")
@@ -292,6 +301,45 @@ func TestPlan(t *testing.T) {
 	_, stderr = s.must("tunnels plan - < tunnels.next.yaml", 1)
 	if !strings.Contains(stderr, "<stdin>:5:") {
 		t.Errorf("invalid candidate on stdin: stderr %q, want <stdin>:5:COLUMN", stderr)
+	}
+	s.must(exDown, 0)
+}
+
+// TestEditWhileUp: add, disable, enable and rm change the file, and the
+// running up follows each save.
+func TestEditWhileUp(t *testing.T) {
+	s := newScriptDir(t)
+	s.must(exUpWait, 0)
+	up := &upProc{proc: &proc{t: t, exited: make(chan struct{})}, bin: s.bin, file: filepath.Join(s.dir, "tunnels.yaml")}
+	has := func(tunnel, remote string) func(*statusDoc) bool {
+		return func(d *statusDoc) bool {
+			r, ok := d.row(tunnel, remote)
+			return ok && r.State == "ready"
+		}
+	}
+	lacks := func(tunnel, remote string) func(*statusDoc) bool {
+		return func(d *statusDoc) bool { _, ok := d.row(tunnel, remote); return !ok }
+	}
+	s.must(exAdd, 0)
+	d := up.waitStatus("cache 6379 started", has("cache", "6379"))
+	r, _ := d.row("cache", "6379")
+	dialEcho(t, r.Local[0], "through the added tunnel")
+	s.must(exAddPort, 0)
+	up.waitStatus("db pg started", has("db", "pg"))
+	s.must(exDisable, 0)
+	up.waitStatus("cache stopped", lacks("cache", "6379"))
+	s.must(exEnable, 0)
+	up.waitStatus("cache started again", has("cache", "6379"))
+	s.must(exRmPort, 0)
+	up.waitStatus("db pg stopped", lacks("db", "pg"))
+	s.must(exRm, 0)
+	up.waitStatus("cache removed", lacks("cache", "6379"))
+	data, err := os.ReadFile(up.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "version: 1\nnamespace: " + s.ns + "\ntunnels:\n  db:\n    pod: db\n    ports: [\":5432\"]\n"; string(data) != want {
+		t.Errorf("after adding and removing, the file is\n%s\nwant it as it was:\n%s", data, want)
 	}
 	s.must(exDown, 0)
 }
