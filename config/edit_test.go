@@ -60,8 +60,8 @@ func TestEditKeepsTheRest(t *testing.T) {
 		t.Fatalf("the fixture is invalid: %v", err)
 	}
 	tests := []struct {
-		name          string
-		edit          func([]byte) ([]byte, error)
+		name           string
+		edit           func([]byte) ([]byte, error)
 		removed, added string
 	}{
 		{"add block tunnel", func(d []byte) ([]byte, error) {

@@ -34,7 +34,7 @@ func TestEditCommands(t *testing.T) {
 			orig + "  cache:\n    service: redis\n    namespace: infra\n    ports: [\":6379\"]\n"},
 		{[]string{"rm", "cache", "-f", file}, exitOK, orig},
 		// Mistakes: nothing written.
-		{[]string{"add", "db", "pod/x", "1", "-f", file}, exitUsage, ""},     // "pod/x" is no port spec
+		{[]string{"add", "db", "pod/x", "1", "-f", file}, exitUsage, ""},      // "pod/x" is no port spec
 		{[]string{"add", "new", "pod/x", "1:2:3", "-f", file}, exitUsage, ""}, // bad port spec
 		{[]string{"add", "Bad_Name", "pod/x", "1", "-f", file}, exitFail, ""}, // invalid tunnel name
 		{[]string{"add", "new", "pod/x", "5432", "-f", file}, exitFail, ""},   // port 5432 taken by db
