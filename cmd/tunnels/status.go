@@ -38,6 +38,9 @@ type portRow struct {
 	Namespace string `json:"namespace"`
 	Target    string `json:"target"`
 	Pod       string `json:"pod,omitempty"`
+	// PodNotReady: Pod is Running but not Ready (a pod target's pod,
+	// forwarded to as kubectl does).
+	PodNotReady bool `json:"podNotReady,omitempty"`
 	// Local lists the bound addresses ("127.0.0.1:5432", "[::1]:5432").
 	Local     []string `json:"local"`
 	LocalPort int      `json:"localPort"`
@@ -64,7 +67,7 @@ func portRows(st []tunnel.PortStatus) []portRow {
 		spec := ps.Spec
 		row := portRow{
 			Tunnel: spec.Tunnel, Context: spec.Session.Context, Namespace: spec.Session.Namespace,
-			Target: spec.Session.Target.String(), Pod: ps.Pod, Remote: spec.Remote.String(),
+			Target: spec.Session.Target.String(), Pod: ps.Pod, PodNotReady: ps.PodNotReady, Remote: spec.Remote.String(),
 			LocalPort: ps.LocalPort, State: ps.State,
 			Active: ps.Stats.Active, Total: ps.Stats.Total, BytesIn: ps.Stats.BytesIn, BytesOut: ps.Stats.BytesOut,
 		}
@@ -93,6 +96,9 @@ func writeTable(w io.Writer, r statusReport) {
 		pod := row.Pod
 		if pod == "" {
 			pod = "-"
+		}
+		if row.PodNotReady {
+			pod += " (not ready)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n",
 			row.Tunnel, row.Namespace+"/"+row.Target, pod, local, row.Remote, row.State,
