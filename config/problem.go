@@ -10,10 +10,10 @@ import (
 // Problem is one mistake in a tunnels file, located at the YAML node it is
 // about. Line and Column are 1-based.
 type Problem struct {
-	File    string
-	Line    int
-	Column  int
-	Message string
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Message string `json:"message"`
 }
 
 // Error renders the problem as FILE:LINE:COLUMN: message, the form editors

@@ -123,17 +123,18 @@ Exits 0 when nothing would change, 2 when something would, 1 when CANDIDATE is i
 	output := fs.String("o", "table", "output format: table, json or yaml")
 	kubeconfig := fs.String("kubeconfig", "", "with no tunnels up running, the kubeconfig for the default context and namespace")
 	kctx := fs.String("context", "", "with no tunnels up running, the kube context for every tunnel")
-	if code, done := parseFlags(e, fs, args); done {
+	pos, code, done := parseInterspersed(e, fs, args)
+	if done {
 		return code
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fmt.Fprintf(e.stderr, "tunnels plan: want one CANDIDATE file (or - for standard input)\n")
 		return exitUsage
 	}
 	if !checkOutput(e, "plan", *output) {
 		return exitUsage
 	}
-	name := fs.Arg(0)
+	name := pos[0]
 	var data []byte
 	var err error
 	if name == "-" {
@@ -169,7 +170,7 @@ Exits 0 when nothing would change, 2 when something would, 1 when CANDIDATE is i
 	}
 
 	if *output == "table" {
-		writePlanTable(e.stdout, *file, &rep)
+		writePlanTable(e.stdout, *file, &rep, colorOK(e, e.stdout))
 	} else if err := writeData(e.stdout, *output, &rep); err != nil {
 		fmt.Fprintf(e.stderr, "tunnels plan: %v\n", err)
 		return exitFail
@@ -181,13 +182,16 @@ Exits 0 when nothing would change, 2 when something would, 1 when CANDIDATE is i
 }
 
 // writePlanTable prints one line per port and a summary.
-func writePlanTable(w io.Writer, file string, r *planReport) {
+func writePlanTable(w io.Writer, file string, r *planReport, color bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTION\tTUNNEL\tREMOTE\tDETAIL")
+	// Every line, the header too, starts with a colour code of the same
+	// length when coloured, so that tabwriter counts the same widths.
+	fmt.Fprintln(tw, paint(color, "39", "ACTION\tTUNNEL\tREMOTE\tDETAIL"))
 	counts := map[string]int{}
 	for _, c := range r.Changes {
 		counts[c.Action]++
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Action, c.Tunnel, c.Remote, describeChange(c))
+		line := fmt.Sprintf("%s\t%s\t%s\t%s", c.Action, c.Tunnel, c.Remote, describeChange(c))
+		fmt.Fprintln(tw, paint(color, actionColors[c.Action], line))
 	}
 	tw.Flush()
 	against := "the running tunnels up of " + file
@@ -197,6 +201,9 @@ func writePlanTable(w io.Writer, file string, r *planReport) {
 	fmt.Fprintf(w, "\n%d to start, %d to stop, %d to restart, %d to keep, against %s\n",
 		counts[actionStart], counts[actionStop], counts[actionRestart], counts[actionKeep], against)
 }
+
+// actionColors are the SGR colours of the plan's actions, as terraform's.
+var actionColors = map[string]string{actionStart: "32", actionStop: "31", actionRestart: "33", actionKeep: "39"}
 
 // describeChange says what a port is, or for a restart what changes.
 func describeChange(c planChange) string {

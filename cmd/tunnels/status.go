@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -137,10 +136,10 @@ func init() {
 }
 
 func runStatus(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "status", "status [-f FILE] [-o table|json]",
+	fs := newFlagSet(e, "status", "status [-f FILE] [-o table|json|yaml]",
 		"Ask the `tunnels up` running for FILE for its tunnels: target, pod, local address, state,\nconnections, bytes and last error.")
 	file := fs.String("f", "tunnels.yaml", "the config file the running `tunnels up` watches")
-	output := fs.String("o", "table", "output format: table or json")
+	output := fs.String("o", "table", "output format: table, json or yaml")
 	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
@@ -148,8 +147,7 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "tunnels status: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if *output != "table" && *output != "json" {
-		fmt.Fprintf(e.stderr, "tunnels status: -o must be table or json, not %q\n", *output)
+	if !checkOutput(e, "status", *output) {
 		return exitUsage
 	}
 	r, err := fetchStatus(ctx, *file)
@@ -157,10 +155,11 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "tunnels status: %v\n", err)
 		return exitFail
 	}
-	if *output == "json" {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(r)
+	if *output != "table" {
+		if err := writeData(e.stdout, *output, r); err != nil {
+			fmt.Fprintf(e.stderr, "tunnels status: %v\n", err)
+			return exitFail
+		}
 		return exitOK
 	}
 	writeTable(e.stdout, *r)
@@ -171,10 +170,11 @@ func runPort(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "port", "port [-f FILE] TUNNEL [REMOTE]",
 		"Print the local address(es) of TUNNEL's REMOTE port (a number or a port name as written in\nthe file), one per line, as `docker port` does. Without REMOTE, print every port of TUNNEL as\nREMOTE -> ADDRESS.")
 	file := fs.String("f", "tunnels.yaml", "the config file the running `tunnels up` watches")
-	if code, done := parseFlags(e, fs, args); done {
+	pos, code, done := parseInterspersed(e, fs, args)
+	if done {
 		return code
 	}
-	if fs.NArg() < 1 || fs.NArg() > 2 {
+	if len(pos) < 1 || len(pos) > 2 {
 		fmt.Fprintf(e.stderr, "tunnels port: want TUNNEL [REMOTE]\n")
 		return exitUsage
 	}
@@ -183,14 +183,14 @@ func runPort(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "tunnels port: %v\n", err)
 		return exitFail
 	}
-	name := fs.Arg(0)
+	name := pos[0]
 	found := false
 	for _, row := range r.Tunnels {
 		if row.Tunnel != name {
 			continue
 		}
-		if fs.NArg() == 2 {
-			if row.Remote != fs.Arg(1) {
+		if len(pos) == 2 {
+			if row.Remote != pos[1] {
 				continue
 			}
 			if len(row.Local) == 0 {
@@ -208,8 +208,8 @@ func runPort(ctx context.Context, e *env, args []string) int {
 		found = true
 	}
 	if !found {
-		if fs.NArg() == 2 {
-			fmt.Fprintf(e.stderr, "tunnels port: tunnel %q has no remote port %s\n", name, fs.Arg(1))
+		if len(pos) == 2 {
+			fmt.Fprintf(e.stderr, "tunnels port: tunnel %q has no remote port %s\n", name, pos[1])
 		} else {
 			fmt.Fprintf(e.stderr, "tunnels port: no tunnel %q is running\n", name)
 		}
