@@ -101,6 +101,9 @@ func usage(w io.Writer) {
 		return ia - ib
 	})
 	for _, c := range sorted {
+		if c.summary == "" {
+			continue // hidden: __complete
+		}
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'tunnels COMMAND --help' for a command's flags; flags may come before or after\narguments (for 'tunnels run', before the -- and the command).\n")

@@ -78,6 +78,9 @@ func TestHelpListsExitCodes(t *testing.T) {
 		t.Errorf("--help: exit %d", code)
 	}
 	for _, c := range commands {
+		if c.summary == "" {
+			continue
+		}
 		if !strings.Contains(stdout, "  "+c.name+" ") {
 			t.Errorf("--help does not list %s", c.name)
 		}

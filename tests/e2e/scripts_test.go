@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,20 +25,21 @@ import (
 // shows them), in a directory whose tunnels.yaml has one tunnel "db" to a
 // pod's port 5432.
 const (
-	exUpWait  = "tunnels up --wait --timeout 60s"
-	exStatus  = "tunnels status"
-	exDown    = "tunnels down"
-	exRun     = `tunnels run -- sh -c 'echo "db is at $TUNNELS_DB_5432"'`
-	exPlan    = "tunnels plan tunnels.next.yaml"
-	exPlanIn  = "tunnels plan -o json - < tunnels.next.yaml"
-	exUpBg    = "tunnels up -d"
-	exUpWaitT = "tunnels up --wait --timeout 3s"
-	exAdd     = "tunnels add cache pod/db :6379"
-	exAddPort = "tunnels add db pg"
-	exDisable = "tunnels disable cache"
-	exEnable  = "tunnels enable cache"
-	exRmPort  = "tunnels rm db pg"
-	exRm      = "tunnels rm cache"
+	exUpWait         = "tunnels up --wait --timeout 60s"
+	exStatus         = "tunnels status"
+	exDown           = "tunnels down"
+	exRun            = `tunnels run -- sh -c 'echo "db is at $TUNNELS_DB_5432"'`
+	exPlan           = "tunnels plan tunnels.next.yaml"
+	exPlanIn         = "tunnels plan -o json - < tunnels.next.yaml"
+	exUpBg           = "tunnels up -d"
+	exUpWaitT        = "tunnels up --wait --timeout 3s"
+	exAdd            = "tunnels add cache pod/db :6379"
+	exAddPort        = "tunnels add db pg"
+	exDisable        = "tunnels disable cache"
+	exEnable         = "tunnels enable cache"
+	exRmPort         = "tunnels rm db pg"
+	exRm             = "tunnels rm cache"
+	exBashCompletion = "source <(tunnels completion bash)"
 )
 
 // TestReadmeScriptExamples: every example the tests run is in the README,
@@ -48,7 +50,7 @@ func TestReadmeScriptExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ex := range []string{exUpWait, exStatus, exDown, exRun, exPlan, exPlanIn, exUpBg, exUpWaitT,
-		exAdd, exAddPort, exDisable, exEnable, exRmPort, exRm} {
+		exAdd, exAddPort, exDisable, exEnable, exRmPort, exRm, exBashCompletion} {
 		if !strings.Contains(string(readme), ex) {
 			t.Errorf("README.md does not show the example %q that the tests run", ex)
 		}
@@ -343,6 +345,30 @@ func TestEditWhileUp(t *testing.T) {
 	}
 	s.must(exDown, 0)
 }
+
+// TestCompletionBash: the bash script, sourced as the README says, completes
+// tunnel names from the file and pod names from the cluster.
+func TestCompletionBash(t *testing.T) {
+	s := newScriptDir(t)
+	complete := func(words string) []string {
+		t.Helper()
+		line := exBashCompletion + `; COMP_WORDS=(tunnels ` + words + ` ""); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _tunnels; printf '%s\n' "${COMPREPLY[@]}"`
+		out, _ := s.must("bash -c "+shellQuote(line), 0)
+		return strings.Fields(out)
+	}
+	if got := complete("rm"); len(got) != 1 || got[0] != "db" {
+		t.Errorf("tunnels rm <TAB>: %q, want [db]", got)
+	}
+	if got := complete("forward -n " + s.ns); !slices.Contains(got, "pod/db") {
+		t.Errorf("tunnels forward -n NS <TAB>: %q, want pod/db among them", got)
+	}
+	if got := complete(""); !slices.Contains(got, "up") || !slices.Contains(got, "plan") {
+		t.Errorf("tunnels <TAB>: %q, want the subcommands", got)
+	}
+}
+
+// shellQuote quotes s for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func dialTimeout(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 2*time.Second) }
 
