@@ -27,7 +27,8 @@ const pollEvery = 50 * time.Millisecond
 // bgUp is a `tunnels up` this process started in the background.
 type bgUp struct {
 	file   string
-	log    string // its log file
+	load   func() (*config.File, error) // reads file as the up does
+	log    string                       // its log file
 	pid    int
 	exited chan struct{} // closed when it exits
 	err    error         // its exit error, once exited is closed
@@ -49,7 +50,7 @@ func upArgs(flags *flag.FlagSet, skip ...string) []string {
 // startBackground starts this binary with args (an `up` of file) in its own
 // session, detached from the terminal, its output in .tunnels/logName next
 // to file. The caller waits for it with waitRunning.
-func startBackground(file string, args []string, logName string) (*bgUp, error) {
+func startBackground(e *env, file string, args []string, logName string) (*bgUp, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find the tunnels binary to start in the background: %w", err)
@@ -76,7 +77,8 @@ func startBackground(file string, args []string, logName string) (*bgUp, error) 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start tunnels up in the background: %w", err)
 	}
-	b := &bgUp{file: file, log: logPath, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	load := func() (*config.File, error) { return loadFile(e, file) }
+	b := &bgUp{file: file, load: load, log: logPath, pid: cmd.Process.Pid, exited: make(chan struct{})}
 	go func() { b.err = cmd.Wait(); close(b.exited) }()
 	return b, nil
 }
@@ -121,7 +123,7 @@ func (b *bgUp) waitRunning(ctx context.Context, ready bool, timeout time.Duratio
 		r, err := fetchStatus(ctx, b.file)
 		if err == nil && r.PID == b.pid {
 			last.report = r
-			last.notReady = notReady(b.file, r)
+			last.notReady = notReady(b.load, r)
 			if !ready || len(last.notReady) == 0 {
 				return last, nil
 			}
@@ -143,7 +145,7 @@ func (b *bgUp) waitRunning(ctx context.Context, ready bool, timeout time.Duratio
 
 // notReady lists the ports of r that are not ready, and the ports of the
 // file's enabled tunnels that r does not show yet (before the first apply).
-func notReady(file string, r *statusReport) []string {
+func notReady(load func() (*config.File, error), r *statusReport) []string {
 	var out []string
 	seen := map[string]int{}
 	for _, row := range r.Tunnels {
@@ -157,7 +159,7 @@ func notReady(file string, r *statusReport) []string {
 		}
 		out = append(out, fmt.Sprintf("%s %s: %s", row.Tunnel, row.Remote, why))
 	}
-	if f, err := config.Load(file); err == nil {
+	if f, err := load(); err == nil {
 		for _, t := range f.Tunnels {
 			if !t.Disabled && seen[t.Name] < len(t.Ports) {
 				out = append(out, fmt.Sprintf("%s: not started yet", t.Name))
@@ -173,11 +175,11 @@ func notReady(file string, r *statusReport) []string {
 // runDetached is `tunnels up -d` and `tunnels up --wait`.
 func runDetached(ctx context.Context, e *env, flags *flag.FlagSet, file string, wait bool, timeout time.Duration) int {
 	// The file's own problems come first, here, rather than in a log.
-	if _, err := config.Load(file); err != nil {
+	if _, err := loadFile(e, file); err != nil {
 		printLoadError(e, file, err)
 		return exitFail
 	}
-	b, err := startBackground(file, upArgs(flags, "d", "wait", "timeout"), "up.log")
+	b, err := startBackground(e, file, upArgs(flags, "d", "wait", "timeout"), "up.log")
 	if err != nil {
 		fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
 		return exitFail

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tunnels-dev/tunnels/config"
 	"github.com/tunnels-dev/tunnels/kube"
 )
 
@@ -141,7 +140,7 @@ func complete(ctx context.Context, e *env, before []string, cur string) []string
 		cmd == "rm" && len(pos) == 0,
 		cmd == "add" && len(pos) == 0,
 		cmd == "enable", cmd == "disable":
-		return tunnelNames(file)
+		return tunnelNames(e, file)
 	case cmd == "help" && len(pos) == 0:
 		return complete(ctx, e, nil, cur)
 	case cmd == "completion" && len(pos) == 0:
@@ -184,8 +183,8 @@ func commandHelp(ctx context.Context, e *env, cmd string) string {
 }
 
 // tunnelNames lists the tunnels of file, valid or not as a whole.
-func tunnelNames(file string) []string {
-	f, err := config.Load(file)
+func tunnelNames(e *env, file string) []string {
+	f, err := loadFile(e, file)
 	if err != nil {
 		return nil
 	}

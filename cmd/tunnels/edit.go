@@ -53,7 +53,8 @@ ports, or, when NAME exists, add the ports to it. PORTSPEC is as in the file: 50
 		fmt.Fprintf(e.stderr, "tunnels add: %v\n", err)
 		return exitFail
 	}
-	f, err := config.Parse(*file, data)
+	// The file alone: its tunnels are the ones add can extend.
+	f, err := config.ParseLayers(config.Layer{Name: *file, Data: data}, nil, envLookup(e))
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%v\n", err)
 		return exitFail
@@ -184,7 +185,7 @@ func parsePorts(e *env, cmd string, args []string) ([]config.PortSpec, bool) {
 // writeEdit validates the edited file and writes it atomically; a result
 // with problems is reported and not written.
 func writeEdit(e *env, cmd, file string, data []byte) int {
-	f, err := config.Parse(file, data)
+	f, err := parseFile(e, file, file, data)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "tunnels %s: the result would be invalid; %s is unchanged:\n%v\n", cmd, file, err)
 		return exitFail

@@ -37,6 +37,9 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	// lookupEnv tells an unset variable from an empty one (for ${VAR} in
+	// the file); nil: getenv, an empty value taken as unset.
+	lookupEnv func(string) (string, bool)
 }
 
 // command is one subcommand of tunnels.
@@ -55,7 +58,7 @@ func register(c command) { commands = append(commands, c) }
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, lookupEnv: os.LookupEnv}
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)

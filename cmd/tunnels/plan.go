@@ -147,7 +147,7 @@ Exits 0 when nothing would change, 2 when something would, 1 when CANDIDATE is i
 		fmt.Fprintf(e.stderr, "tunnels plan: read candidate: %v\n", err)
 		return exitFail
 	}
-	f, err := config.Parse(name, data)
+	f, err := parseFile(e, *file, name, data)
 	if err != nil {
 		fmt.Fprintln(e.stderr, err)
 		return exitFail

@@ -43,7 +43,7 @@ HOST:PORT, the first address the port listens on (127.0.0.1 for localhost):
 		return exitUsage
 	}
 	_, _ = kubeconfig, kctx // passed on to the up by upArgs
-	b, err := startBackground(*file, upArgs(fs, "timeout"), "run.log")
+	b, err := startBackground(e, *file, upArgs(fs, "timeout"), "run.log")
 	if err != nil {
 		fmt.Fprintf(e.stderr, "tunnels run: %v\n", err)
 		return exitFail

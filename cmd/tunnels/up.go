@@ -89,7 +89,7 @@ tunnels that are not ready; they keep retrying). 'tunnels down' stops it.`)
 	log := slog.New(handler)
 
 	// The file's own problems come first: they are what a user edits.
-	if _, err := config.Load(*file); err != nil {
+	if _, err := loadFile(e, *file); err != nil {
 		printLoadError(e, *file, err)
 		return exitFail
 	}
@@ -100,7 +100,7 @@ tunnels that are not ready; they keep retrying). 'tunnels down' stops it.`)
 	}
 	defaults := config.Defaults{Context: kc.CurrentContext(), Namespace: kc.Namespace, Override: *kctx}
 	parse := func(name string, data []byte) ([]config.Spec, error) {
-		f, err := config.Parse(name, data)
+		f, err := parseFile(e, *file, name, data)
 		if err != nil {
 			return nil, err
 		}
@@ -147,7 +147,8 @@ tunnels that are not ready; they keep retrying). 'tunnels down' stops it.`)
 	var running []config.Spec // what the last applied plan runs, for tunnels plan
 	started := time.Now()
 	loop, err := reconcile.Open(reconcile.Options{
-		Path: *file, Parse: parse, Applier: m, Logger: log, Reload: reload, Poll: *poll,
+		Path: *file, Also: []string{config.LocalPath(*file)},
+		Parse: parse, Applier: m, Logger: log, Reload: reload, Poll: *poll,
 		OnReload: func(r reconcile.Result) {
 			statusMu.Lock()
 			defer statusMu.Unlock()

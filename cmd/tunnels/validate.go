@@ -33,7 +33,7 @@ func runValidate(_ context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "tunnels validate: unexpected argument %q (the file is given with -f)\n", fs.Arg(0))
 		return exitUsage
 	}
-	f, err := config.Load(*file)
+	f, err := loadFile(e, *file)
 	if *output != "table" {
 		return writeValidation(e, *file, *output, f, err)
 	}
@@ -48,7 +48,11 @@ func runValidate(_ context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "tunnels validate: %v\n", err)
 		return exitFail
 	}
-	fmt.Fprintf(e.stdout, "%s: valid, %s\n", *file, summary(f))
+	name := *file
+	if local, _ := config.ReadLocal(*file); local != nil {
+		name += " with " + local.Name
+	}
+	fmt.Fprintf(e.stdout, "%s: valid, %s\n", name, summary(f))
 	return exitOK
 }
 
