@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -260,6 +261,38 @@ func TestRun(t *testing.T) {
 	}
 	if _, err := s.statusJSON(); err == nil {
 		t.Error("the tunnels still run after a failed tunnels run")
+	}
+}
+
+// TestRunForwardsSignals: a SIGTERM to tunnels run reaches CMD, whose exit
+// status is run's, and the tunnels stop after it.
+func TestRunForwardsSignals(t *testing.T) {
+	s := newScriptDir(t)
+	p := startProc(t, s.bin, "run", "-f", filepath.Join(s.dir, "tunnels.yaml"), "--kubeconfig", s.c.AdminKubeconfig, "--",
+		"sh", "-c", `trap 'echo got-term; exit 42' TERM; echo started; while :; do sleep 0.05; done`)
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(p.stdout.String(), "started") {
+		if time.Now().After(deadline) {
+			t.Fatalf("CMD did not start within 60s; stderr:\n%s", p.stderr.String())
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("tunnels run exited (%v) before CMD started; stderr:\n%s", p.err, p.stderr.String())
+		case <-time.After(20 * time.Millisecond): // polling the output with a deadline
+		}
+	}
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("tunnels run did not exit after SIGTERM")
+	}
+	var exit *exec.ExitError
+	if !errors.As(p.err, &exit) || exit.ExitCode() != 42 || !strings.Contains(p.stdout.String(), "got-term") {
+		t.Errorf("tunnels run after SIGTERM: %v, stdout %q; want CMD's exit 42 after it got the signal", p.err, p.stdout.String())
+	}
+	if _, err := s.statusJSON(); err == nil {
+		t.Error("the tunnels still run after tunnels run exited")
 	}
 }
 
