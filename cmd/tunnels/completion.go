@@ -62,7 +62,7 @@ complete -c tunnels -l kubeconfig -r -F
 func runCompletion(_ context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "completion", "completion bash|zsh|fish",
 		`Print the completion script for a shell: subcommands, flags, tunnel names from the file and,
-where the kube context answers within a second, pod names.
+where the kube context answers within a second, pod and service names.
 
   source <(tunnels completion bash)      # in ~/.bashrc
   source <(tunnels completion zsh)       # in ~/.zshrc (after compinit)
@@ -145,8 +145,9 @@ func complete(ctx context.Context, e *env, before []string, cur string) []string
 		return complete(ctx, e, nil, cur)
 	case cmd == "completion" && len(pos) == 0:
 		return []string{"bash", "fish", "zsh"}
-	case cmd == "forward" && len(pos) == 0:
-		return podNames(ctx, e, kubeconfig, kctx, ns)
+	case cmd == "forward" && len(pos) == 0,
+		cmd == "add" && len(pos) == 1 && !slices.Contains(tunnelNames(e, file), pos[0]):
+		return targetNames(ctx, e, kubeconfig, kctx, ns)
 	}
 	return nil
 }
@@ -199,9 +200,9 @@ func tunnelNames(e *env, file string) []string {
 // waiting on an unreachable cluster is worse than no candidates.
 const completionTimeout = time.Second
 
-// podNames lists the pods of the namespace (as pod/NAME) if the cluster
-// answers within completionTimeout.
-func podNames(ctx context.Context, e *env, kubeconfig, kctx, ns string) []string {
+// targetNames lists the pods and services of the namespace (as pod/NAME
+// and svc/NAME) if the cluster answers within completionTimeout.
+func targetNames(ctx context.Context, e *env, kubeconfig, kctx, ns string) []string {
 	kc, err := kube.Load(kube.LoadOptions{Kubeconfig: kubeconfig, Getenv: e.getenv})
 	if err != nil {
 		return nil
@@ -220,13 +221,16 @@ func podNames(ctx context.Context, e *env, kubeconfig, kctx, ns string) []string
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(ctx, completionTimeout)
 	defer cancel()
-	list, err := client.ListPods(ctx, ns, "")
-	if err != nil {
-		return nil
-	}
 	var names []string
-	for _, p := range list.Items {
-		names = append(names, "pod/"+p.Metadata.Name)
+	if pods, err := client.ListPods(ctx, ns, ""); err == nil {
+		for _, p := range pods.Items {
+			names = append(names, "pod/"+p.Metadata.Name)
+		}
+	}
+	if svcs, err := client.ListServices(ctx, ns); err == nil {
+		for _, s := range svcs.Items {
+			names = append(names, "svc/"+s.Metadata.Name)
+		}
 	}
 	return names
 }

@@ -434,9 +434,10 @@ func TestUpLocalOverride(t *testing.T) {
 }
 
 // TestCompletionBash: the bash script, sourced as the README says, completes
-// tunnel names from the file and pod names from the cluster.
+// tunnel names from the file and pod and service names from the cluster.
 func TestCompletionBash(t *testing.T) {
 	s := newScriptDir(t)
+	s.c.Service(t, s.ns, "pg", map[string]string{"app": "db"}, []corev1.ServicePort{{Name: "pg", Port: 5432}})
 	complete := func(words string) []string {
 		t.Helper()
 		line := exBashCompletion + `; COMP_WORDS=(tunnels ` + words + ` ""); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _tunnels; printf '%s\n' "${COMPREPLY[@]}"`
@@ -446,8 +447,11 @@ func TestCompletionBash(t *testing.T) {
 	if got := complete("rm"); len(got) != 1 || got[0] != "db" {
 		t.Errorf("tunnels rm <TAB>: %q, want [db]", got)
 	}
-	if got := complete("forward -n " + s.ns); !slices.Contains(got, "pod/db") {
-		t.Errorf("tunnels forward -n NS <TAB>: %q, want pod/db among them", got)
+	if got := complete("forward -n " + s.ns); !slices.Contains(got, "pod/db") || !slices.Contains(got, "svc/pg") {
+		t.Errorf("tunnels forward -n NS <TAB>: %q, want pod/db and svc/pg among them", got)
+	}
+	if got := complete("add new -n " + s.ns); !slices.Contains(got, "pod/db") {
+		t.Errorf("tunnels add new -n NS <TAB>: %q, want pod/db among them", got)
 	}
 	if got := complete(""); !slices.Contains(got, "up") || !slices.Contains(got, "plan") {
 		t.Errorf("tunnels <TAB>: %q, want the subcommands", got)
