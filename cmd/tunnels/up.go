@@ -68,8 +68,8 @@ tunnels that are not ready; they keep retrying). 'tunnels down' stops it.`)
 		return runDetached(ctx, e, flags, *file, *wait, *timeout)
 	}
 	// tunnels down stops this up through its control socket.
-	ctx, stopUp := context.WithCancel(ctx)
-	defer stopUp()
+	ctx, cancelUp := context.WithCancel(ctx)
+	defer cancelUp()
 
 	// Logs go to stderr, or under the table when it is drawn.
 	var logSink io.Writer = e.stderr
@@ -172,7 +172,7 @@ tunnels that are not ready; they keep retrying). 'tunnels down' stops it.`)
 		return statusReport{File: *file, PID: os.Getpid(), Started: started, Config: cs, Tunnels: portRows(m.Status())}
 	}
 	ctl, err := startControl(*file, report, upControl{
-		stop: stopUp,
+		stop: cancelUp,
 		plan: func(name string, data []byte) (*planReport, error) {
 			specs, err := parse(name, data)
 			if err != nil {
