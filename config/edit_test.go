@@ -196,3 +196,46 @@ func TestEditBlockStyleAndEdges(t *testing.T) {
 		}
 	}
 }
+
+// FuzzEdits: no edit panics, whatever the file holds, and an edit of a
+// valid file that succeeds changes only what it says.
+func FuzzEdits(f *testing.F) {
+	f.Add([]byte(commented), "api", "7070")
+	f.Add([]byte("version: 1\ntunnels: {}\n"), "a", ":1")
+	f.Add([]byte("version: 1\ntunnels:\n  a: &x {pod: a, ports: [1]}\n  b: *x\n"), "b", "2")
+	f.Add([]byte("tunnels:\n  a:\n    ports:\n    - |\n      1\n"), "a", "1")
+	f.Fuzz(func(t *testing.T, data []byte, name, port string) {
+		p, err := ParsePortSpec(port)
+		if err != nil {
+			return
+		}
+		_, validBefore := Parse("f.yaml", data)
+		edits := map[string]func() ([]byte, error){
+			"add tunnel": func() ([]byte, error) {
+				return AddTunnel(data, NewTunnel{Name: name, Target: Target{Kind: KindPod, Name: "p"}, Ports: []PortSpec{p}})
+			},
+			"add port":  func() ([]byte, error) { return AddPorts(data, name, []PortSpec{p}) },
+			"rm tunnel": func() ([]byte, error) { return RemoveTunnel(data, name) },
+			"rm port":   func() ([]byte, error) { return RemovePorts(data, name, []PortSpec{p}, []bool{true}) },
+			"disable":   func() ([]byte, error) { return SetDisabled(data, name, true) },
+			"enable":    func() ([]byte, error) { return SetDisabled(data, name, false) },
+		}
+		for what, edit := range edits {
+			out, err := edit()
+			if err != nil || validBefore != nil {
+				continue
+			}
+			if what == "disable" || what == "enable" {
+				f, perr := Parse("f.yaml", out)
+				if perr != nil {
+					continue // a tunnel that was not a mapping, say
+				}
+				for _, tn := range f.Tunnels {
+					if tn.Name == name && tn.Disabled != (what == "disable") {
+						t.Errorf("%s %q: disabled is %v:\n%s", what, name, tn.Disabled, out)
+					}
+				}
+			}
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -95,5 +96,35 @@ func TestEnvName(t *testing.T) {
 	}})
 	if err == nil || !strings.Contains(err.Error(), "TUNNELS_A_B_C") {
 		t.Errorf("colliding names: got %v, want an error naming TUNNELS_A_B_C", err)
+	}
+}
+
+// TestPlanTableColour: coloured, each action has its colour and the table
+// reads the same once the codes are taken out; plain, no codes at all.
+func TestPlanTableColour(t *testing.T) {
+	r := newPlanReport(reconcile.Diff([]config.Spec{spec("db", 6432, 5432), spec("new", 0, 1)}, []config.Spec{spec("db", 5432, 5432), spec("old", 0, 2)}), true)
+	var plain, coloured bytes.Buffer
+	writePlanTable(&plain, "t.yaml", r, false)
+	writePlanTable(&coloured, "t.yaml", r, true)
+	if strings.Contains(plain.String(), "\x1b[") {
+		t.Errorf("plain table has colour codes:\n%q", plain.String())
+	}
+	for _, want := range []string{"\x1b[32mstart", "\x1b[31mstop", "\x1b[33mrestart"} {
+		if !strings.Contains(coloured.String(), want) {
+			t.Errorf("coloured table lacks %q:\n%q", want, coloured.String())
+		}
+	}
+	stripped := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(coloured.String(), "")
+	if stripped != plain.String() {
+		t.Errorf("coloured table without its codes:\n%s\ndiffers from the plain one:\n%s", stripped, plain.String())
+	}
+	e := &env{getenv: func(k string) string {
+		if k == "NO_COLOR" {
+			return "1"
+		}
+		return ""
+	}}
+	if colorOK(e, os.Stdout) || colorOK(&env{getenv: func(string) string { return "" }}, &plain) {
+		t.Error("colorOK with NO_COLOR set, or on a buffer: true, want false")
 	}
 }
