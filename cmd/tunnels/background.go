@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tunnels-dev/tunnels/config"
@@ -71,9 +70,7 @@ func startBackground(e *env, file string, args []string, logName string) (*bgUp,
 	defer logf.Close() // the child has its own descriptor
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own session: a Ctrl-C meant for this terminal does not reach it,
-	// and it outlives this process.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = detached()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start tunnels up in the background: %w", err)
 	}
