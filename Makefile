@@ -73,6 +73,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePortSpec$$' -fuzztime=$(FUZZTIME) ./config
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./config
+	$(GO) test -run='^$$' -fuzz='^FuzzEdits$$' -fuzztime=$(FUZZTIME) ./config
 
 demo:
 	bash tests/cluster/demo.sh

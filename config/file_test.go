@@ -152,7 +152,7 @@ func TestProblems(t *testing.T) {
 		{File: "f.yaml", Line: 2, Column: 7, Message: "b"},
 		{File: "f.yaml", Line: 2, Column: 3, Message: "a"},
 	}
-	ps.sort()
+	ps.sort("f.yaml")
 	got := ps.Error()
 	want := "f.yaml:2:3: a\nf.yaml:2:7: b\nf.yaml:9:1: c"
 	if got != want {

@@ -34,6 +34,12 @@ var targetList = func() string {
 type parser struct {
 	filename string
 	problems Problems
+	// origin names the file of nodes merged in from a local override
+	// (ParseLayers); nodes not in it are filename's.
+	origin map[*yaml.Node]string
+	// unset marks values naming an unset environment variable: reported
+	// once, not again as whatever the empty value breaks.
+	unset map[*yaml.Node]bool
 
 	// tunnels parallels File.Tunnels with what the port-conflict check
 	// needs and File does not keep.
@@ -56,11 +62,18 @@ type keyValue struct {
 
 // at records a problem located at n.
 func (p *parser) at(n *yaml.Node, format string, args ...any) {
+	if p.unset[n] {
+		return
+	}
 	line, col := 1, 1
 	if n != nil && n.Line > 0 {
 		line, col = n.Line, max(n.Column, 1)
 	}
-	p.problems = append(p.problems, Problem{File: p.filename, Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
+	file := p.filename
+	if f, ok := p.origin[n]; ok {
+		file = f
+	}
+	p.problems = append(p.problems, Problem{File: file, Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
 }
 
 // result returns the problems sorted by position, each once (a node reached
@@ -74,7 +87,7 @@ func (p *parser) result() Problems {
 			out = append(out, pr)
 		}
 	}
-	out.sort()
+	out.sort(p.filename)
 	return out
 }
 

@@ -10,10 +10,10 @@ import (
 // Problem is one mistake in a tunnels file, located at the YAML node it is
 // about. Line and Column are 1-based.
 type Problem struct {
-	File    string
-	Line    int
-	Column  int
-	Message string
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Message string `json:"message"`
 }
 
 // Error renders the problem as FILE:LINE:COLUMN: message, the form editors
@@ -35,10 +35,17 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// sort orders the problems by line, then column, keeping the order of
+// sort orders the problems by file (first the file named first, then in
+// the order the files appear), line, then column, keeping the order of
 // problems found at the same position.
-func (ps Problems) sort() {
+func (ps Problems) sort(first string) {
+	rank := map[string]int{first: 0}
+	for _, p := range ps {
+		if _, ok := rank[p.File]; !ok {
+			rank[p.File] = len(rank)
+		}
+	}
 	slices.SortStableFunc(ps, func(a, b Problem) int {
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+		return cmp.Or(cmp.Compare(rank[a.File], rank[b.File]), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
 	})
 }

@@ -23,6 +23,9 @@ type Resolved struct {
 	// Ports holds, for each remote port asked for, its number on Pod, in
 	// the order asked.
 	Ports []int
+	// NotReady: Pod is Running but not Ready (a pod target is forwarded
+	// to all the same, as kubectl does); shown in SessionStatus.
+	NotReady bool
 }
 
 // ResolveFunc resolves a session's target to the pod to connect to, and
@@ -150,6 +153,7 @@ type Session struct {
 	resolveErr error              // the last refresh failed
 	verified   *Conn              // the connection whose pod podStillGood last found good
 	verifiedAt time.Time          // and when
+	notReady   bool               // the pod is Running but not Ready, while ready
 	changed    chan struct{}      // closed and replaced on every change
 	ports      []*Port
 	running    bool
@@ -288,6 +292,8 @@ type resolution struct {
 	pod   string
 	uid   string
 	ports map[RemotePort]int
+	// notReady is Resolved.NotReady.
+	notReady bool
 }
 
 // samePod reports whether r and o name the same pod: the same name, and the
@@ -329,7 +335,7 @@ func (s *Session) resolve(ctx context.Context) (resolution, error) {
 	for i, r := range remotes {
 		m[r] = res.Ports[i]
 	}
-	return resolution{pod: res.Pod, uid: res.UID, ports: m}, nil
+	return resolution{pod: res.Pod, uid: res.UID, ports: m, notReady: res.NotReady}, nil
 }
 
 // remotes returns the distinct remote ports of the session's ports.
@@ -391,7 +397,7 @@ func (s *Session) serveConn(ctx context.Context, conn *Conn, res resolution) (lo
 			}
 			s.mu.Lock()
 			if s.conn == conn {
-				s.podPorts = next.ports
+				s.podPorts, s.notReady = next.ports, next.notReady
 				s.broadcastLocked()
 			}
 			s.mu.Unlock()
@@ -479,6 +485,7 @@ func (s *Session) setState(state State, err error) {
 	}
 	s.state, s.err, s.since, s.retryAt = state, err, time.Now(), time.Time{}
 	s.conn, s.uid, s.podPorts, s.resolveErr = nil, "", nil, nil
+	s.notReady = false
 	s.broadcastLocked()
 }
 
@@ -502,6 +509,7 @@ func (s *Session) setReady(conn *Conn, res resolution) bool {
 	}
 	s.state, s.err, s.since, s.retryAt = StateReady, nil, time.Now(), time.Time{}
 	s.conn, s.uid, s.podPorts, s.resolveErr = conn, res.uid, res.ports, nil
+	s.notReady = res.notReady
 	s.dials++
 	// A port added since the resolve is not in the map yet.
 	for _, r := range s.remotesLocked() {
@@ -677,6 +685,10 @@ type SessionStatus struct {
 	UID     string // that pod's UID, if the resolver knew it
 	Dials   int    // successful dials so far
 	Stats   Snapshot
+
+	// PodNotReady: the pod connected to is Running but not Ready (as of
+	// the last resolve).
+	PodNotReady bool
 }
 
 // Status returns the session's current status.
@@ -685,7 +697,7 @@ func (s *Session) Status() SessionStatus {
 	defer s.mu.Unlock()
 	st := SessionStatus{State: s.state, Err: s.err, Since: s.since, RetryAt: s.retryAt, Dials: s.dials, Stats: s.Stats.Snapshot()}
 	if s.conn != nil {
-		st.Pod, st.UID = s.conn.pod, s.uid
+		st.Pod, st.UID, st.PodNotReady = s.conn.pod, s.uid, s.notReady
 	}
 	return st
 }

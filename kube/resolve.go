@@ -15,7 +15,7 @@ import (
 
 // Resolution failures, for errors.Is; the errors name the object and say why.
 var (
-	// ErrPodNotReady: a pod target is not Running and Ready, or is terminating.
+	// ErrPodNotReady: a pod target is not Running, or is terminating.
 	ErrPodNotReady = errors.New("pod not ready")
 	// ErrNoReadyPod: no pod behind a service, workload or selector is Running
 	// and Ready and not terminating.
@@ -34,11 +34,15 @@ type Resolved struct {
 	Pod   string // pod name
 	UID   string // pod UID
 	Ports []int  // container port numbers, in the order of the remotes asked
+	// NotReady is set for a pod target that is Running but not Ready: it
+	// is forwarded to all the same, as kubectl does, since a pod that is
+	// not Ready is often the one to debug.
+	NotReady bool
 }
 
 // Resolve picks the pod a target forwards to and maps the remote ports to
 // container ports, with kubectl's rules (docs/protocol.md §11): a pod target must
-// be Running, Ready and not terminating; a service, deployment, statefulset
+// be Running and not terminating, Ready or not (Resolved.NotReady); a service, deployment, statefulset
 // or selector resolves to its newest Running and Ready pod that is not
 // terminating; a service port (number or name) maps through its targetPort
 // to a container port of that pod; UDP-only ports are refused.
@@ -86,14 +90,14 @@ func (c *Client) resolve(ctx context.Context, what, namespace string, t config.T
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		if err := usable(pod); err != nil {
+		if err := usable(pod); err != nil && !errors.Is(err, errRunningNotReady) {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		ports, err := podPorts(pod, remotes)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		return &Resolved{Pod: pod.Metadata.Name, UID: pod.Metadata.UID, Ports: ports}, nil
+		return &Resolved{Pod: pod.Metadata.Name, UID: pod.Metadata.UID, Ports: ports, NotReady: !pod.Ready()}, nil
 	case config.KindService:
 		svc, err := c.GetService(ctx, namespace, t.Name)
 		if err != nil {
@@ -207,7 +211,11 @@ func (c *Client) workloadSelector(ctx context.Context, namespace string, t confi
 	return sel, nil
 }
 
-// usable says why a pod cannot be forwarded to, or nil.
+// errRunningNotReady marks usable's error for a pod that is Running but not
+// Ready: a pod target forwards to it anyway.
+var errRunningNotReady = errors.New("running but not ready")
+
+// usable says why a pod should not be forwarded to, or nil.
 func usable(p *Pod) error {
 	name := strconv.Quote(p.Metadata.Name)
 	switch {
@@ -220,7 +228,7 @@ func usable(p *Pod) error {
 		}
 		return fmt.Errorf("pod %s is %s, not Running: %w", name, phase, ErrPodNotReady)
 	case !p.Ready():
-		return fmt.Errorf("pod %s is Running but not Ready: %w", name, ErrPodNotReady)
+		return fmt.Errorf("pod %s is Running but not Ready: %w: %w", name, ErrPodNotReady, errRunningNotReady)
 	}
 	return nil
 }

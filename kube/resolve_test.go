@@ -88,13 +88,15 @@ func TestResolve(t *testing.T) {
 		wantPort []int
 		wantErr  error
 		wantMsg  []string
+		// wantNotReady: Resolved.NotReady is set.
+		wantNotReady bool
 	}{
 		{name: "pod numeric and named", target: config.Target{Kind: config.KindPod, Name: "solo"}, remotes: []config.RemotePort{num(9000), name("http")}, wantPod: "solo", wantPort: []int{9000, 8080}},
 		{name: "pod port on TCP and UDP", target: config.Target{Kind: config.KindPod, Name: "solo"}, remotes: []config.RemotePort{name("both"), num(5353)}, wantPod: "solo", wantPort: []int{5353, 5353}},
 		{name: "pod UDP-only name", target: config.Target{Kind: config.KindPod, Name: "solo"}, remotes: []config.RemotePort{name("dns")}, wantErr: ErrUDPPort, wantMsg: []string{`"dns"`, "UDP"}},
 		{name: "pod UDP-only number", target: config.Target{Kind: config.KindPod, Name: "solo"}, remotes: []config.RemotePort{num(53)}, wantErr: ErrUDPPort},
 		{name: "pod unknown name", target: config.Target{Kind: config.KindPod, Name: "solo"}, remotes: []config.RemotePort{name("grpc")}, wantErr: ErrPortNotFound, wantMsg: []string{`"grpc"`, "http=8080"}},
-		{name: "pod not ready", target: config.Target{Kind: config.KindPod, Name: "sleepy"}, remotes: []config.RemotePort{num(80)}, wantErr: ErrPodNotReady, wantMsg: []string{`pod "sleepy"`, "not Ready"}},
+		{name: "pod Running but not Ready, forwarded to as by kubectl", target: config.Target{Kind: config.KindPod, Name: "sleepy"}, remotes: []config.RemotePort{num(80)}, wantPod: "sleepy", wantPort: []int{80}, wantNotReady: true},
 		{name: "pod pending", target: config.Target{Kind: config.KindPod, Name: "starting"}, remotes: []config.RemotePort{num(80)}, wantErr: ErrPodNotReady, wantMsg: []string{"Pending"}},
 		{name: "pod terminating", target: config.Target{Kind: config.KindPod, Name: "dying"}, remotes: []config.RemotePort{num(80)}, wantErr: ErrPodNotReady, wantMsg: []string{"terminating"}},
 		{name: "pod missing", target: config.Target{Kind: config.KindPod, Name: "ghost"}, remotes: []config.RemotePort{num(80)}, wantErr: ErrNotFound, wantMsg: []string{`"ghost"`, `namespace "dev"`}},
@@ -132,6 +134,9 @@ func TestResolve(t *testing.T) {
 			}
 			if got.Pod != tt.wantPod || got.UID != "uid-"+tt.wantPod {
 				t.Errorf("pod %s (uid %s), want %s", got.Pod, got.UID, tt.wantPod)
+			}
+			if got.NotReady != tt.wantNotReady {
+				t.Errorf("NotReady %v, want %v", got.NotReady, tt.wantNotReady)
 			}
 			if len(got.Ports) != len(tt.wantPort) {
 				t.Fatalf("ports %v, want %v", got.Ports, tt.wantPort)

@@ -49,6 +49,11 @@ type Options struct {
 	// Path is the tunnels file to load and watch. Required.
 	Path string
 
+	// Also lists more files watched with Path (its local override): a
+	// change of one reloads as a change of Path does, and Parse, which
+	// reads them itself, is called again. A missing one is not an error.
+	Also []string
+
 	// Parse turns the file's bytes into specs; filename is Path, for
 	// problem locations. Its error is reported as it is, one problem per
 	// line: return config.Problems. Required.
@@ -229,6 +234,15 @@ func Open(opts Options) (*Loop, error) {
 		deb:  newDebouncer(opts.Debounce, opts.MaxDelay),
 		w:    newWatcher(abs, opts.Poll, opts.PollInterval, log),
 	}
+	for _, p := range opts.Also {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("open reconcile loop: resolve %s: %w", p, err)
+		}
+		l.w.also = append(l.w.also, a)
+	}
+	l.w.sync()
 	l.opened = time.Now()
 	data, err := os.ReadFile(opts.Path)
 	if err != nil {
@@ -241,7 +255,7 @@ func Open(opts Options) (*Loop, error) {
 		return nil, err
 	}
 	l.specs = sortedSpecs(specs)
-	l.lastKey = readKey(data, nil)
+	l.lastKey = readKey(data, nil) + l.alsoKey()
 	l.pollKey = l.lastKey
 	return l, nil
 }
@@ -318,7 +332,7 @@ func (l *Loop) Close() error {
 // one saw is quiet, even if the loop has not read that content yet.
 func (l *Loop) poll(now time.Time) {
 	data, err := os.ReadFile(l.opts.Path)
-	key := readKey(data, err)
+	key := readKey(data, err) + l.alsoKey()
 	if key == l.pollKey {
 		return
 	}
@@ -338,7 +352,7 @@ func (l *Loop) reload(ctx context.Context, cause Cause, trigger time.Time) {
 	// that a change made after this read is seen.
 	l.w.sync()
 	data, err := os.ReadFile(l.opts.Path)
-	key := readKey(data, err)
+	key := readKey(data, err) + l.alsoKey()
 	forced := cause == CauseReload
 	wasHeld := l.heldEmpty
 	l.heldEmpty = false
@@ -435,6 +449,17 @@ func readKey(data []byte, err error) string {
 	default:
 		return "error:" + err.Error()
 	}
+}
+
+// alsoKey is the readKey of each of Options.Also, so that a change of one
+// of them is a change.
+func (l *Loop) alsoKey() string {
+	var b strings.Builder
+	for _, p := range l.opts.Also {
+		data, err := os.ReadFile(p)
+		b.WriteString("|" + readKey(data, err))
+	}
+	return b.String()
 }
 
 // problemLines splits an error into its lines: config.Problems and

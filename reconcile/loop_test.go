@@ -826,3 +826,35 @@ func BenchmarkSaveToApply(b *testing.B) {
 	}
 	b.ReportMetric(total.Seconds()*1000/float64(b.N), "ms-latency/op")
 }
+
+// TestLoopAlsoWatched: a change of a file in Options.Also (a local
+// override) reloads, created, changed or removed, with notifications and
+// when polling; Parse reads it itself.
+func TestLoopAlsoWatched(t *testing.T) {
+	for _, poll := range []bool{false, true} {
+		t.Run(fmt.Sprintf("poll=%v", poll), func(t *testing.T) {
+			leakcheck.Check(t)
+			dir := realTempDir(t)
+			h := newHarness(t, plainFile(t, dir, v3))
+			extra := filepath.Join(dir, "tunnels.local.yaml")
+			// The override's lines are added to the file's.
+			parse := func(name string, data []byte) ([]config.Spec, error) {
+				more, err := os.ReadFile(extra)
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, err
+				}
+				return parseLines(name, append(append(data, '\n'), more...))
+			}
+			h.start(func(o *Options) { o.Also, o.Parse, o.Poll = []string{extra}, parse, poll })
+
+			mustWrite(t, extra, "b dev 2\n")
+			h.untilRunning([]config.Spec{a1, b2})
+			mustWrite(t, extra, "c dev 4\n")
+			h.untilRunning([]config.Spec{a1, c4})
+			if err := os.Remove(extra); err != nil {
+				t.Fatal(err)
+			}
+			h.untilRunning([]config.Spec{a1})
+		})
+	}
+}

@@ -38,8 +38,9 @@ var newNotifier = fsnotify.NewWatcher
 // It owns no goroutine of its own (fsnotify runs one, stopped by close); the
 // loop selects on events, errors and ticks.
 type watcher struct {
-	path     string // absolute path of the config file, as given (not resolved)
-	stateDir string // .tunnels next to path
+	path     string   // absolute path of the config file, as given (not resolved)
+	also     []string // absolute paths of more files to watch (Options.Also)
+	stateDir string   // .tunnels next to path
 	interval time.Duration
 	log      *slog.Logger
 
@@ -121,6 +122,9 @@ func (w *watcher) sync() {
 		return
 	}
 	chain := resolveChain(w.path)
+	for _, p := range w.also {
+		chain = append(chain, resolveChain(p)...)
+	}
 	names := make(map[string]bool, 2*len(chain))
 	want := map[string]bool{}
 	for _, p := range chain {

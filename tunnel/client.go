@@ -63,7 +63,7 @@ func (k kubeClient) Resolve(ctx context.Context, namespace string, t config.Targ
 	if err != nil {
 		return forward.Resolved{}, err
 	}
-	return forward.Resolved{Pod: r.Pod, UID: r.UID, Ports: r.Ports}, nil
+	return forward.Resolved{Pod: r.Pod, UID: r.UID, Ports: r.Ports, NotReady: r.NotReady}, nil
 }
 
 func (k kubeClient) WatchPods(ctx context.Context, namespace string) (<-chan kube.PodEvent, error) {

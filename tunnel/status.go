@@ -27,6 +27,9 @@ type PortStatus struct {
 	Spec config.Spec
 	// Pod is the pod the session is connected to, while it is.
 	Pod string
+	// PodNotReady: Pod is Running but not Ready (a pod target's pod,
+	// forwarded to as kubectl does).
+	PodNotReady bool
 	// Addrs are the bound addresses, LocalPort their port.
 	Addrs     []net.Addr
 	LocalPort int
@@ -90,7 +93,7 @@ func (a *Applier) Status() []PortStatus {
 			}
 			if e.session != nil {
 				sst := e.session.Status()
-				ps.Pod, ps.RetryAt = sst.Pod, sst.RetryAt
+				ps.Pod, ps.RetryAt, ps.PodNotReady = sst.Pod, sst.RetryAt, sst.PodNotReady
 			}
 		case !e.retryAt.IsZero():
 			ps.State, ps.RetryAt = StateRetrying, e.retryAt

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tunnels-dev/tunnels/config"
@@ -48,8 +50,9 @@ type controlServer struct {
 	done chan struct{}
 }
 
-// startControl listens on the control socket of file and serves report.
-func startControl(file string, report func() statusReport) (*controlServer, error) {
+// startControl listens on the control socket of file and serves report,
+// and whatever more routes registers on its mux (stop, plan).
+func startControl(file string, report func() statusReport, routes ...func(*http.ServeMux)) (*controlServer, error) {
 	path, err := socketPath(file)
 	if err != nil {
 		return nil, err
@@ -81,6 +84,9 @@ func startControl(file string, report func() statusReport) (*controlServer, erro
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(report())
 	})
+	for _, r := range routes {
+		r(mux)
+	}
 	c := &controlServer{path: path, l: l, done: make(chan struct{}),
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go c.serve()
@@ -104,9 +110,23 @@ func (c *controlServer) Close() error {
 
 // fetchStatus asks the `tunnels up` running file for its status.
 func fetchStatus(ctx context.Context, file string) (*statusReport, error) {
+	var r statusReport
+	if err := callControl(ctx, file, http.MethodGet, "/status", nil, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// errNotRunning wraps the error of a control call that found no `tunnels up`
+// listening (no socket, or nobody behind it).
+var errNotRunning = errors.New("no tunnels up is running for this file")
+
+// callControl sends a request to the control socket of the `tunnels up`
+// running file and decodes its JSON answer into out (if not nil).
+func callControl(ctx context.Context, file, method, route string, body io.Reader, out any) error {
 	path, err := socketPath(file)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -115,18 +135,24 @@ func fetchStatus(ctx context.Context, file string) (*statusReport, error) {
 		},
 	}}
 	defer client.CloseIdleConnections()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://tunnels/status", nil)
+	req, err := http.NewRequestWithContext(ctx, method, "http://tunnels"+route, body)
+	if err != nil {
+		return fmt.Errorf("ask the running tunnels up for %s: %w", file, err)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("ask the running tunnels up for %s (is it running?): %w", file, err)
+		return fmt.Errorf("ask the running tunnels up for %s (is it running?): %w: %w", file, errNotRunning, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("ask the running tunnels up for %s: %s", file, resp.Status)
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return fmt.Errorf("ask the running tunnels up for %s: %s: %s", file, resp.Status, strings.TrimSpace(string(msg)))
 	}
-	var r statusReport
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return nil, fmt.Errorf("decode status: %w", err)
+	if out == nil {
+		return nil
 	}
-	return &r, nil
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode the answer of the running tunnels up: %w", err)
+	}
+	return nil
 }

@@ -47,7 +47,7 @@ func newLiveView(e *env, report func() statusReport, events *eventLog) *liveView
 			}
 			return cols, rows
 		},
-		color: isTerminal(e.stdout) && e.getenv("NO_COLOR") == "" && e.getenv("TERM") != "dumb",
+		color: colorOK(e, e.stdout),
 	}
 }
 

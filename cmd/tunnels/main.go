@@ -20,6 +20,16 @@ const (
 	exitUsage = 2 // bad flags, arguments or port specs
 )
 
+// exitCodesHelp lists the exit codes in --help (and the README).
+const exitCodesHelp = `
+Exit codes:
+  0  success
+  1  failure: an invalid file, a lost cluster, a tunnel not ready in time, ...
+  2  usage: an unknown command or flag, a bad argument or port spec;
+     for 'tunnels plan', also: the candidate would change something
+  N  for 'tunnels run', the command's own exit status (128+SIGNAL if a signal ended it)
+`
+
 // env is everything a subcommand may take from the process: only package
 // main reads flags and the environment, and only main calls os.Exit.
 type env struct {
@@ -27,6 +37,9 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	// lookupEnv tells an unset variable from an empty one (for ${VAR} in
+	// the file); nil: getenv, an empty value taken as unset.
+	lookupEnv func(string) (string, bool)
 }
 
 // command is one subcommand of tunnels.
@@ -45,7 +58,7 @@ func register(c command) { commands = append(commands, c) }
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, lookupEnv: os.LookupEnv}
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -78,7 +91,7 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, "tunnels manages Kubernetes port-forwards declared in tunnels.yaml.\n\nUsage:\n  tunnels COMMAND [flags]\n\nCommands:\n")
 	// Files register their commands in file-name order; show them in the
 	// order a user meets them.
-	order := []string{"up", "status", "port", "forward", "validate", "schema", "version"}
+	order := []string{"up", "down", "status", "port", "run", "plan", "add", "rm", "enable", "disable", "forward", "validate", "completion", "schema", "version"}
 	sorted := slices.Clone(commands)
 	slices.SortStableFunc(sorted, func(a, b command) int {
 		ia, ib := slices.Index(order, a.name), slices.Index(order, b.name)
@@ -91,9 +104,13 @@ func usage(w io.Writer) {
 		return ia - ib
 	})
 	for _, c := range sorted {
+		if c.summary == "" {
+			continue // hidden: __complete
+		}
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nRun 'tunnels COMMAND --help' for a command's flags.\n")
+	fmt.Fprintf(w, "\nRun 'tunnels COMMAND --help' for a command's flags; flags may come before or after\narguments (for 'tunnels run', before the -- and the command).\n")
+	fmt.Fprint(w, exitCodesHelp)
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting, with

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -38,6 +37,9 @@ type portRow struct {
 	Namespace string `json:"namespace"`
 	Target    string `json:"target"`
 	Pod       string `json:"pod,omitempty"`
+	// PodNotReady: Pod is Running but not Ready (a pod target's pod,
+	// forwarded to as kubectl does).
+	PodNotReady bool `json:"podNotReady,omitempty"`
 	// Local lists the bound addresses ("127.0.0.1:5432", "[::1]:5432").
 	Local     []string `json:"local"`
 	LocalPort int      `json:"localPort"`
@@ -64,7 +66,7 @@ func portRows(st []tunnel.PortStatus) []portRow {
 		spec := ps.Spec
 		row := portRow{
 			Tunnel: spec.Tunnel, Context: spec.Session.Context, Namespace: spec.Session.Namespace,
-			Target: spec.Session.Target.String(), Pod: ps.Pod, Remote: spec.Remote.String(),
+			Target: spec.Session.Target.String(), Pod: ps.Pod, PodNotReady: ps.PodNotReady, Remote: spec.Remote.String(),
 			LocalPort: ps.LocalPort, State: ps.State,
 			Active: ps.Stats.Active, Total: ps.Stats.Total, BytesIn: ps.Stats.BytesIn, BytesOut: ps.Stats.BytesOut,
 		}
@@ -93,6 +95,9 @@ func writeTable(w io.Writer, r statusReport) {
 		pod := row.Pod
 		if pod == "" {
 			pod = "-"
+		}
+		if row.PodNotReady {
+			pod += " (not ready)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n",
 			row.Tunnel, row.Namespace+"/"+row.Target, pod, local, row.Remote, row.State,
@@ -131,10 +136,10 @@ func init() {
 }
 
 func runStatus(ctx context.Context, e *env, args []string) int {
-	fs := newFlagSet(e, "status", "status [-f FILE] [-o table|json]",
+	fs := newFlagSet(e, "status", "status [-f FILE] [-o table|json|yaml]",
 		"Ask the `tunnels up` running for FILE for its tunnels: target, pod, local address, state,\nconnections, bytes and last error.")
 	file := fs.String("f", "tunnels.yaml", "the config file the running `tunnels up` watches")
-	output := fs.String("o", "table", "output format: table or json")
+	output := fs.String("o", "table", "output format: table, json or yaml")
 	if code, done := parseFlags(e, fs, args); done {
 		return code
 	}
@@ -142,8 +147,7 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "tunnels status: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if *output != "table" && *output != "json" {
-		fmt.Fprintf(e.stderr, "tunnels status: -o must be table or json, not %q\n", *output)
+	if !checkOutput(e, "status", *output) {
 		return exitUsage
 	}
 	r, err := fetchStatus(ctx, *file)
@@ -151,10 +155,11 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "tunnels status: %v\n", err)
 		return exitFail
 	}
-	if *output == "json" {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(r)
+	if *output != "table" {
+		if err := writeData(e.stdout, *output, r); err != nil {
+			fmt.Fprintf(e.stderr, "tunnels status: %v\n", err)
+			return exitFail
+		}
 		return exitOK
 	}
 	writeTable(e.stdout, *r)
@@ -165,10 +170,11 @@ func runPort(ctx context.Context, e *env, args []string) int {
 	fs := newFlagSet(e, "port", "port [-f FILE] TUNNEL [REMOTE]",
 		"Print the local address(es) of TUNNEL's REMOTE port (a number or a port name as written in\nthe file), one per line, as `docker port` does. Without REMOTE, print every port of TUNNEL as\nREMOTE -> ADDRESS.")
 	file := fs.String("f", "tunnels.yaml", "the config file the running `tunnels up` watches")
-	if code, done := parseFlags(e, fs, args); done {
+	pos, code, done := parseInterspersed(e, fs, args)
+	if done {
 		return code
 	}
-	if fs.NArg() < 1 || fs.NArg() > 2 {
+	if len(pos) < 1 || len(pos) > 2 {
 		fmt.Fprintf(e.stderr, "tunnels port: want TUNNEL [REMOTE]\n")
 		return exitUsage
 	}
@@ -177,14 +183,14 @@ func runPort(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "tunnels port: %v\n", err)
 		return exitFail
 	}
-	name := fs.Arg(0)
+	name := pos[0]
 	found := false
 	for _, row := range r.Tunnels {
 		if row.Tunnel != name {
 			continue
 		}
-		if fs.NArg() == 2 {
-			if row.Remote != fs.Arg(1) {
+		if len(pos) == 2 {
+			if row.Remote != pos[1] {
 				continue
 			}
 			if len(row.Local) == 0 {
@@ -202,8 +208,8 @@ func runPort(ctx context.Context, e *env, args []string) int {
 		found = true
 	}
 	if !found {
-		if fs.NArg() == 2 {
-			fmt.Fprintf(e.stderr, "tunnels port: tunnel %q has no remote port %s\n", name, fs.Arg(1))
+		if len(pos) == 2 {
+			fmt.Fprintf(e.stderr, "tunnels port: tunnel %q has no remote port %s\n", name, pos[1])
 		} else {
 			fmt.Fprintf(e.stderr, "tunnels port: no tunnel %q is running\n", name)
 		}

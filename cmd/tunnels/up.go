@@ -27,11 +27,14 @@ func init() {
 }
 
 func runUp(ctx context.Context, e *env, args []string) int {
-	flags := newFlagSet(e, "up", "up [-f FILE] [--context C] [--kubeconfig K]",
+	flags := newFlagSet(e, "up", "up [-f FILE] [--context C] [--kubeconfig K] [-d | --wait [--timeout D]]",
 		`Start every enabled tunnel of FILE and keep them converged on it: each save starts what
 was added, stops what was removed, restarts what changed, and leaves the rest alone.
 A save with errors changes nothing; SIGHUP reloads and retries failed tunnels now.
-On a terminal it shows a live table; otherwise it logs one line per change.`)
+On a terminal it shows a live table; otherwise it logs one line per change.
+With -d it runs in the background, its log in .tunnels/up.log next to FILE; --wait also
+waits until every enabled tunnel is ready (exit 0) or --timeout passes (exit 1, naming the
+tunnels that are not ready; they keep retrying). 'tunnels down' stops it.`)
 	file := flags.String("f", "tunnels.yaml", "the tunnels file to run and watch")
 	kubeconfig := flags.String("kubeconfig", "", "kubeconfig file (default $KUBECONFIG, then ~/.kube/config)")
 	kctx := flags.String("context", "", "kube context for every tunnel, overriding the file")
@@ -39,6 +42,9 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 	logFormat := flags.String("log-format", "text", "log format: text or json")
 	verbose := flags.Bool("v", false, "log every forwarded connection (debug)")
 	poll := flags.Bool("poll", false, "watch the file by polling instead of file notifications")
+	detach := flags.Bool("d", false, "run in the background (log in .tunnels/up.log) and return once it runs")
+	wait := flags.Bool("wait", false, "run in the background and return once every enabled tunnel is ready (implies -d)")
+	timeout := flags.Duration("timeout", defaultWaitTimeout, "with --wait, how long to wait for every tunnel to be ready")
 	if code, done := parseFlags(e, flags, args); done {
 		return code
 	}
@@ -55,6 +61,13 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 		fmt.Fprintf(e.stderr, "tunnels up: --log-format must be text or json, not %q\n", *logFormat)
 		return exitUsage
 	}
+
+	if *detach || *wait {
+		return runDetached(ctx, e, flags, *file, *wait, *timeout)
+	}
+	// tunnels down stops this up through its control socket.
+	ctx, cancelUp := context.WithCancel(ctx)
+	defer cancelUp()
 
 	// Logs go to stderr, or under the table, as short lines, when it is
 	// drawn.
@@ -74,7 +87,7 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 	log := slog.New(handler)
 
 	// The file's own problems come first: they are what a user edits.
-	if _, err := config.Load(*file); err != nil {
+	if _, err := loadFile(e, *file); err != nil {
 		printLoadError(e, *file, err)
 		return exitFail
 	}
@@ -85,7 +98,7 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 	}
 	defaults := config.Defaults{Context: kc.CurrentContext(), Namespace: kc.Namespace, Override: *kctx}
 	parse := func(name string, data []byte) ([]config.Spec, error) {
-		f, err := config.Parse(name, data)
+		f, err := parseFile(e, *file, name, data)
 		if err != nil {
 			return nil, err
 		}
@@ -129,15 +142,18 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 
 	var statusMu sync.Mutex
 	cfgState := configState{}
+	var running []config.Spec // what the last applied plan runs, for tunnels plan
 	started := time.Now()
 	loop, err := reconcile.Open(reconcile.Options{
-		Path: *file, Parse: parse, Applier: m, Logger: log, Reload: reload, Poll: *poll,
+		Path: *file, Also: []string{config.LocalPath(*file)},
+		Parse: parse, Applier: m, Logger: log, Reload: reload, Poll: *poll,
 		OnReload: func(r reconcile.Result) {
 			statusMu.Lock()
 			defer statusMu.Unlock()
 			switch r.Status {
 			case reconcile.StatusApplied:
 				cfgState = configState{LastReload: time.Now()}
+				running = r.Plan.Desired()
 			case reconcile.StatusRejected:
 				cfgState.Error = r.Err.Error()
 			}
@@ -153,7 +169,18 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 		statusMu.Unlock()
 		return statusReport{File: *file, PID: os.Getpid(), Started: started, Config: cs, Tunnels: portRows(m.Status())}
 	}
-	ctl, err := startControl(*file, report)
+	ctl, err := startControl(*file, report, upControl{
+		stop: cancelUp,
+		plan: func(name string, data []byte) (*planReport, error) {
+			specs, err := parse(name, data)
+			if err != nil {
+				return nil, err
+			}
+			statusMu.Lock()
+			defer statusMu.Unlock()
+			return newPlanReport(reconcile.Diff(specs, running), true), nil
+		},
+	}.routes)
 	if err != nil {
 		loop.Close()
 		m.Close(0)

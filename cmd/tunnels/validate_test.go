@@ -131,3 +131,32 @@ func TestSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateLocalOverride: validate checks the file with its override
+// and the environment, and locates problems in the file they are in.
+func TestValidateLocalOverride(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tunnels.yaml")
+	local := filepath.Join(dir, "tunnels.local.yaml")
+	os.WriteFile(file, []byte("version: 1\ntunnels:\n  api: {pod: api-0, ports: [8080]}\n"), 0o644)
+	os.WriteFile(local, []byte("namespace: ${NS:-dev}\ntunnels:\n  mine: {pod: \"${USER}-debug\", ports: [9000]}\n"), 0o644)
+	e := func(vars map[string]string) *env {
+		return &env{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{},
+			getenv:    func(k string) string { return vars[k] },
+			lookupEnv: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
+	}
+	ok := e(map[string]string{"USER": "ann"})
+	if code := run(t.Context(), ok, []string{"validate", "-f", file}); code != exitOK {
+		t.Fatalf("exit %d: %s", code, ok.stderr)
+	}
+	if got, want := ok.stdout.(*bytes.Buffer).String(), file+" with "+local+": valid, 2 tunnels, 2 ports\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	bad := e(nil)
+	if code := run(t.Context(), bad, []string{"validate", "-f", file}); code != exitFail {
+		t.Fatalf("exit %d, want %d", code, exitFail)
+	}
+	if got := bad.stderr.(*bytes.Buffer).String(); !strings.HasPrefix(got, local+":3:15: environment variable USER is not set") {
+		t.Errorf("stderr %q, want the unset variable at %s:3:15", got, local)
+	}
+}

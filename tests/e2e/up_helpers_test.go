@@ -126,19 +126,20 @@ func (p *upProc) stopWith(sig os.Signal) {
 
 // statusRow mirrors a row of `tunnels status -o json`.
 type statusRow struct {
-	Tunnel    string    `json:"tunnel"`
-	Target    string    `json:"target"`
-	Pod       string    `json:"pod"`
-	Local     []string  `json:"local"`
-	LocalPort int       `json:"localPort"`
-	Remote    string    `json:"remote"`
-	State     string    `json:"state"`
-	Active    int64     `json:"activeConnections"`
-	Total     int64     `json:"totalConnections"`
-	BytesIn   int64     `json:"bytesIn"`
-	BytesOut  int64     `json:"bytesOut"`
-	LastError string    `json:"lastError"`
-	NextRetry time.Time `json:"nextRetry"`
+	Tunnel      string    `json:"tunnel"`
+	Target      string    `json:"target"`
+	Pod         string    `json:"pod"`
+	PodNotReady bool      `json:"podNotReady"`
+	Local       []string  `json:"local"`
+	LocalPort   int       `json:"localPort"`
+	Remote      string    `json:"remote"`
+	State       string    `json:"state"`
+	Active      int64     `json:"activeConnections"`
+	Total       int64     `json:"totalConnections"`
+	BytesIn     int64     `json:"bytesIn"`
+	BytesOut    int64     `json:"bytesOut"`
+	LastError   string    `json:"lastError"`
+	NextRetry   time.Time `json:"nextRetry"`
 }
 
 type statusDoc struct {
