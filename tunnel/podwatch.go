@@ -189,6 +189,10 @@ func (w *podWatch) follow(ctx context.Context, events <-chan kube.PodEvent) (del
 	for {
 		select {
 		case <-ctx.Done():
+			// The watch ends with ctx: wait for its channel to close, so
+			// that when stop returns the request to the API server is over.
+			for range events {
+			}
 			return delivered
 		case <-w.timer.C:
 			w.refreshDue()
