@@ -9,3 +9,5 @@ require (
 )
 
 require golang.org/x/sys v0.13.0
+
+require github.com/coder/websocket v1.8.15 // indirect
