@@ -102,8 +102,10 @@ func TestWebSocketConnReads(t *testing.T) {
 				c.Write(context.Background(), websocket.MessageText, []byte("not spdy"))
 				c.Close(websocket.StatusNormalClosure, "")
 			},
-			want:    "hello",
-			wantErr: func(err error) bool { return err != nil && err != io.EOF && strings.Contains(err.Error(), "MessageText") },
+			want: "hello",
+			wantErr: func(err error) bool {
+				return err != nil && err != io.EOF && strings.Contains(err.Error(), "MessageText")
+			},
 		},
 		{
 			name: "an abnormal close is not EOF",
@@ -229,4 +231,3 @@ func TestWebSocketCloseIsBounded(t *testing.T) {
 		t.Fatalf("close with a silent peer took %s, want at most about %s", d, wsCloseTimeout)
 	}
 }
-
