@@ -647,8 +647,10 @@ type SessionStatus struct {
 	RetryAt time.Time
 	Pod     string // the pod connected to, while ready
 	UID     string // that pod's UID, if the resolver knew it
-	Dials   int    // successful dials so far
-	Stats   Snapshot
+	// Transport is what the connection runs over, while ready.
+	Transport Transport
+	Dials     int // successful dials so far
+	Stats     Snapshot
 }
 
 // Status returns the session's current status.
@@ -657,7 +659,7 @@ func (s *Session) Status() SessionStatus {
 	defer s.mu.Unlock()
 	st := SessionStatus{State: s.state, Err: s.err, Since: s.since, RetryAt: s.retryAt, Dials: s.dials, Stats: s.Stats.Snapshot()}
 	if s.conn != nil {
-		st.Pod, st.UID = s.conn.pod, s.uid
+		st.Pod, st.UID, st.Transport = s.conn.pod, s.uid, s.conn.transport
 	}
 	return st
 }

@@ -27,6 +27,10 @@ type PortStatus struct {
 	Spec config.Spec
 	// Pod is the pod the session is connected to, while it is.
 	Pod string
+	// Transport is what the session's connection runs over, while
+	// connected: websocket or spdy (Spec.Session.Transport is what was
+	// asked, auto included).
+	Transport string
 	// Addrs are the bound addresses, LocalPort their port.
 	Addrs     []net.Addr
 	LocalPort int
@@ -90,7 +94,7 @@ func (a *Applier) Status() []PortStatus {
 			}
 			if e.session != nil {
 				sst := e.session.Status()
-				ps.Pod, ps.RetryAt = sst.Pod, sst.RetryAt
+				ps.Pod, ps.RetryAt, ps.Transport = sst.Pod, sst.RetryAt, string(sst.Transport)
 			}
 		case !e.retryAt.IsZero():
 			ps.State, ps.RetryAt = StateRetrying, e.retryAt

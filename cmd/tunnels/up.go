@@ -29,7 +29,7 @@ func init() {
 }
 
 func runUp(ctx context.Context, e *env, args []string) int {
-	flags := newFlagSet(e, "up", "up [-f FILE] [--context C] [--kubeconfig K]",
+	flags := newFlagSet(e, "up", "up [-f FILE] [--context C] [--kubeconfig K] [--transport auto|websocket|spdy]",
 		`Start every enabled tunnel of FILE and keep them converged on it: each save starts what
 was added, stops what was removed, restarts what changed, and leaves the rest alone.
 A save with errors changes nothing; SIGHUP reloads and retries failed tunnels now.
@@ -37,6 +37,7 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 	file := flags.String("f", "tunnels.yaml", "the tunnels file to run and watch")
 	kubeconfig := flags.String("kubeconfig", "", "kubeconfig file (default $KUBECONFIG, then ~/.kube/config)")
 	kctx := flags.String("context", "", "kube context for every tunnel, overriding the file")
+	transport := transportFlag(flags, "the file's, else auto; overrides the file")
 	output := flags.String("output", "auto", "auto (a live table on a terminal, logs otherwise), table, or log")
 	logFormat := flags.String("log-format", "text", "log format: text or json")
 	verbose := flags.Bool("v", false, "log every forwarded connection (debug)")
@@ -51,6 +52,10 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 	table := *output == "table" || (*output == "auto" && isTerminal(e.stdout))
 	if *output != "auto" && *output != "table" && *output != "log" {
 		fmt.Fprintf(e.stderr, "tunnels up: --output must be auto, table or log, not %q\n", *output)
+		return exitUsage
+	}
+	if err := checkTransport(*transport); err != nil {
+		fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
 		return exitUsage
 	}
 	if *logFormat != "text" && *logFormat != "json" {
@@ -85,7 +90,8 @@ On a terminal it shows a live table; otherwise it logs one line per change.`)
 		fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
 		return exitFail
 	}
-	defaults := config.Defaults{Context: kc.CurrentContext(), Namespace: kc.Namespace, Override: *kctx}
+	defaults := config.Defaults{Context: kc.CurrentContext(), Namespace: kc.Namespace, Override: *kctx,
+		Transport: *transport, NoWebSocket: noWebSocket(e)}
 	parse := func(name string, data []byte) ([]config.Spec, error) {
 		f, err := config.Parse(name, data)
 		if err != nil {
