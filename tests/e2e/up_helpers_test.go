@@ -129,6 +129,7 @@ type statusRow struct {
 	Tunnel    string    `json:"tunnel"`
 	Target    string    `json:"target"`
 	Pod       string    `json:"pod"`
+	Transport string    `json:"transport"`
 	Local     []string  `json:"local"`
 	LocalPort int       `json:"localPort"`
 	Remote    string    `json:"remote"`
