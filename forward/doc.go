@@ -1,4 +1,4 @@
-// Package forward forwards local TCP connections to a pod over the Kubernetes port-forward protocol (SPDY/3.1).
+// Package forward forwards local TCP connections to a pod over the Kubernetes port-forward protocol (SPDY/3.1, directly or inside a WebSocket).
 //
 // # Honest endings
 //
