@@ -1,12 +1,15 @@
 package forward
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +232,71 @@ func TestWebSocketCloseIsBounded(t *testing.T) {
 	c.Close()
 	if d := time.Since(start); d > wsCloseTimeout+time.Second {
 		t.Fatalf("close with a silent peer took %s, want at most about %s", d, wsCloseTimeout)
+	}
+	// A sooner deadline already set (Conn's teardown sets CloseTimeout)
+	// bounds Close instead.
+	c, err = dialWebSocket(t.Context(), testUpgrader{addr: srv.Listener.Addr().String()}, "/portforward")
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	start = time.Now()
+	c.SetDeadline(start.Add(200 * time.Millisecond))
+	c.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("close after a 200ms deadline took %s", d)
+	}
+}
+
+// recordConn records each Write it gets.
+type recordConn struct {
+	net.Conn
+	writes [][]byte
+}
+
+func (c *recordConn) Write(p []byte) (int, error) {
+	c.writes = append(c.writes, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+// wsFrame builds a masked client frame header for an n-byte payload, and
+// the payload.
+func wsFrame(n int, fill byte) []byte {
+	var h []byte
+	switch {
+	case n < 126:
+		h = []byte{0x82, 0x80 | byte(n)}
+	case n < 1<<16:
+		h = []byte{0x82, 0x80 | 126, byte(n >> 8), byte(n)}
+	default:
+		h = []byte{0x82, 0x80 | 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	}
+	h = append(h, 1, 2, 3, 4) // mask key
+	return append(h, bytes.Repeat([]byte{fill}, n)...)
+}
+
+func TestFrameCoalescer(t *testing.T) {
+	small, medium, big, huge := wsFrame(5, 'a'), wsFrame(300, 'b'), wsFrame(40000, 'c'), wsFrame(maxCoalesced+10, 'd')
+	stream := slices.Concat(small, medium, big, huge, small)
+	for _, chunk := range []int{1, 3, 4096, 7000, len(stream)} {
+		t.Run(fmt.Sprint(chunk), func(t *testing.T) {
+			rc := &recordConn{}
+			fc := &frameCoalescer{Conn: rc}
+			for p := stream; len(p) > 0; {
+				k := min(chunk, len(p))
+				if n, err := fc.Write(p[:k]); n != k || err != nil {
+					t.Fatalf("Write(%d bytes) = %d, %v", k, n, err)
+				}
+				p = p[k:]
+			}
+			if got := bytes.Join(rc.writes, nil); !bytes.Equal(got, stream) {
+				t.Fatalf("wrote %d bytes, want the %d given, in order", len(got), len(stream))
+			}
+			// The frames up to the huge one each went out in one Write.
+			for i, want := range [][]byte{small, medium, big} {
+				if i >= len(rc.writes) || !bytes.Equal(rc.writes[i], want) {
+					t.Fatalf("write %d is not frame %d whole", i, i)
+				}
+			}
+		})
 	}
 }

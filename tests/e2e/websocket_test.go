@@ -49,7 +49,7 @@ func dialTransport(t *testing.T, up forward.Upgrader, ns, pod string, tr forward
 
 // serveLocal listens on loopback and forwards every accepted connection to
 // remote over conn, until the test ends.
-func serveLocal(t *testing.T, conn *forward.Conn, remote int) string {
+func serveLocal(t testing.TB, conn *forward.Conn, remote int) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
