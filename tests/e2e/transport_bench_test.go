@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
 
@@ -32,7 +33,15 @@ type transportClients map[string]map[int]string
 
 var transportClientNames = []string{"tunnels-spdy", "tunnels-websocket", "client-go-spdy", "client-go-websocket"}
 
-func newTransportBench(b *testing.B) transportClients {
+// benchPod is the benchmarks' pod and what each client needs to reach it.
+type benchPod struct {
+	ns  string
+	up  forward.Upgrader
+	cfg *rest.Config
+	u   *url.URL // the pod's portforward URL
+}
+
+func newBenchPod(b *testing.B) benchPod {
 	c := cluster.Start(b)
 	ns := c.Namespace(b)
 	// kwok does not pass a half-close on to the target (CLUSTER.md), so
@@ -59,9 +68,33 @@ func newTransportBench(b *testing.B) transportClients {
 		Ports:   []corev1.ContainerPort{{ContainerPort: 80}, {ContainerPort: 81}, {ContainerPort: 82}},
 		Forward: map[int32]string{80: source, 81: sink, 82: echo},
 	})
-	clients := transportClients{}
+	u, err := url.Parse(fmt.Sprintf("%s/api/v1/namespaces/%s/pods/bench/portforward", c.Server, ns))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return benchPod{ns: ns, up: upgrader(kubeClientTB(b, c.AdminKubeconfig)), cfg: c.Rest(), u: u}
+}
 
-	up := upgrader(kubeClientTB(b, c.AdminKubeconfig))
+// clientGoDialer is client-go's dialer for the pod, over WebSocket or SPDY.
+func (p benchPod) clientGoDialer(b *testing.B, websocket bool) httpstream.Dialer {
+	if websocket {
+		d, err := portforward.NewSPDYOverWebsocketDialer(p.u, p.cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	rt, upg, err := spdy.RoundTripperFor(p.cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return spdy.NewDialer(upg, &http.Client{Transport: rt}, http.MethodPost, p.u)
+}
+
+func newTransportBench(b *testing.B) transportClients {
+	p := newBenchPod(b)
+	ns, up := p.ns, p.up
+	clients := transportClients{}
 	for _, tr := range []forward.Transport{forward.TransportSPDY, forward.TransportWebSocket} {
 		conn, err := forward.Dial(b.Context(), up, ns, "bench", forward.Options{Transport: tr})
 		if err != nil {
@@ -75,23 +108,11 @@ func newTransportBench(b *testing.B) transportClients {
 		clients["tunnels-"+string(tr)] = m
 	}
 
-	cfg := c.Rest()
-	u, err := url.Parse(fmt.Sprintf("%s/api/v1/namespaces/%s/pods/bench/portforward", c.Server, ns))
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, websocket := range []bool{false, true} {
-		rt, upg, err := spdy.RoundTripperFor(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var dialer httpstream.Dialer = spdy.NewDialer(upg, &http.Client{Transport: rt}, http.MethodPost, u)
+		dialer := p.clientGoDialer(b, websocket)
 		name := "client-go-spdy"
 		if websocket {
 			name = "client-go-websocket"
-			if dialer, err = portforward.NewSPDYOverWebsocketDialer(u, cfg); err != nil {
-				b.Fatal(err)
-			}
 		}
 		stop, ready := make(chan struct{}), make(chan struct{})
 		fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:80", "0:81", "0:82"}, stop, ready, io.Discard, io.Discard)
@@ -217,4 +238,47 @@ func BenchmarkTransportUpload(b *testing.B) {
 
 func BenchmarkTransportConnectionSetup(b *testing.B) {
 	compareTransports(b, newTransportBench(b), 82, benchConns, 100, "conn/s")
+}
+
+// BenchmarkTransportDial measures opening a port-forward connection to the
+// pod (the HTTP upgrade through the apiserver, TLS included), 20 per
+// iteration for each client and transport.
+func BenchmarkTransportDial(b *testing.B) {
+	p := newBenchPod(b)
+	dial := map[string]func() (io.Closer, error){
+		"tunnels-spdy": func() (io.Closer, error) {
+			return forward.Dial(b.Context(), p.up, p.ns, "bench", forward.Options{Transport: forward.TransportSPDY, PingInterval: -1})
+		},
+		"tunnels-websocket": func() (io.Closer, error) {
+			return forward.Dial(b.Context(), p.up, p.ns, "bench", forward.Options{Transport: forward.TransportWebSocket, PingInterval: -1})
+		},
+	}
+	for _, websocket := range []bool{false, true} {
+		d := p.clientGoDialer(b, websocket)
+		name := map[bool]string{false: "client-go-spdy", true: "client-go-websocket"}[websocket]
+		dial[name] = func() (io.Closer, error) {
+			conn, _, err := d.Dial(portforward.PortForwardProtocolV1Name)
+			return conn, err
+		}
+	}
+	total := map[string]time.Duration{}
+	i := 0
+	for b.Loop() {
+		for k := range transportClientNames {
+			name := transportClientNames[(i+k)%len(transportClientNames)]
+			for range 20 {
+				start := time.Now()
+				c, err := dial[name]()
+				total[name] += time.Since(start)
+				if err != nil {
+					b.Fatalf("%s: %v", name, err)
+				}
+				c.Close()
+			}
+		}
+		i++
+	}
+	for _, name := range transportClientNames {
+		b.ReportMetric(float64(total[name].Microseconds())/float64(20*i)/1000, name+"-ms/dial")
+	}
 }
