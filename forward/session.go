@@ -231,7 +231,7 @@ func (s *Session) Run() error {
 			conn.Close()
 			return nil
 		}
-		s.log.Info("connected", "pod", s.opts.Namespace+"/"+res.pod)
+		s.log.Info("connected over "+string(conn.Transport()), "pod", s.opts.Namespace+"/"+res.pod)
 		readyAt := time.Now()
 		lost := s.serveConn(ctx, conn, res)
 		if ctx.Err() != nil || lost || !s.startDrain(ctx, conn) {
