@@ -16,6 +16,7 @@ import (
 	"github.com/tunnels-dev/tunnels/forward"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
 	"github.com/tunnels-dev/tunnels/kube"
+	"github.com/tunnels-dev/tunnels/tests/cluster/podserver"
 	"github.com/tunnels-dev/tunnels/tests/internal/cluster"
 	"github.com/tunnels-dev/tunnels/tunnel"
 )
@@ -150,4 +151,17 @@ func TestWebSocketTransportForbidden(t *testing.T) {
 	if !errors.As(err, &ue) || ue.Method != http.MethodGet {
 		t.Fatalf("dial as nobody: got %v, want the websocket GET's own 403, not a fallback", err)
 	}
+}
+
+// TestWebSocketTransportBackends: over WebSocket to kwok's node (the
+// apiserver unwraps the tunnel and speaks SPDY to kwok) and to the real
+// kubelet (which since 1.36 may get the WebSocket itself), 16 MiB each way
+// with matching SHA-256.
+func TestWebSocketTransportBackends(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *cluster.Backend) {
+		ns := b.Namespace(t)
+		b.ServerPod(t, ns, "srv", cluster.ServerPodOptions{})
+		conn := dialTransport(t, upgrader(kubeClient(t, b.AdminKubeconfig)), ns, "srv", forward.TransportWebSocket)
+		hashEcho(t, serveLocal(t, conn, podserver.EchoPort), 16<<20, 11)
+	})
 }
