@@ -1,5 +1,16 @@
 // Package forward forwards local TCP connections to a pod over the Kubernetes port-forward protocol (SPDY/3.1, directly or inside a WebSocket).
 //
+// # Transports
+//
+// A Conn runs the same SPDY/3.1 code over either upgrade (transport.go): a
+// POST upgraded to SPDY, or a GET upgraded to a WebSocket whose binary
+// messages carry the SPDY frames (websocket.go, a net.Conn over
+// github.com/coder/websocket). Keepalive pings, stream pairs, buffering
+// and honest endings are therefore one implementation; the WebSocket conn
+// exposes the TCP socket underneath (NetConn), so the keepalive's TCP_INFO
+// reading works the same. TransportAuto tries WebSocket and falls back to
+// SPDY only when the upgrade itself is refused (UpgradeRefused).
+//
 // # Honest endings
 //
 // A forwarded connection is either whole or visibly broken. The local
