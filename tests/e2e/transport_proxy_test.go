@@ -165,6 +165,21 @@ func TestTransportAutoFallsBackBehindAProxyRefusingWebSocket(t *testing.T) {
 		}
 		up.stop()
 	})
+	t.Run("KUBECTL_PORT_FORWARD_WEBSOCKETS=false skips websocket", func(t *testing.T) {
+		t.Setenv("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+		refused := p.refused.Load()
+		up := startUp(t, c, t.TempDir(), fmt.Sprintf("version: 1\ntunnels:\n  echo: {pod: %s, ports: [':80']}\n", pod), "--kubeconfig", kubeconfig)
+		addr := up.waitReady("echo", "80")
+		d := up.waitStatus("transport", func(d *statusDoc) bool { r, ok := d.row("echo", "80"); return ok && r.Transport != "" })
+		if r, _ := d.row("echo", "80"); r.Transport != "spdy" {
+			t.Fatalf("status transport: got %q, want spdy", r.Transport)
+		}
+		hashEcho(t, addr, 1<<20, 12)
+		if got := p.refused.Load() - refused; got != 0 {
+			t.Fatalf("the proxy refused %d websocket upgrades, want none tried", got)
+		}
+		up.stop()
+	})
 }
 
 // TestTransportThroughForwardingProxies: both transports through a real
