@@ -175,7 +175,11 @@ func (c *frameCoalescer) Write(p []byte) (int, error) {
 		}
 		return total, nil
 	}
+	if c.buf == nil {
+		c.buf = (*coalescePool.Get().(*[]byte))[:0]
+	}
 	c.buf = append(c.buf, p...)
+	defer c.release()
 	for len(c.buf) > 0 {
 		n := wsFrameLen(c.buf)
 		switch {
@@ -195,10 +199,22 @@ func (c *frameCoalescer) Write(p []byte) (int, error) {
 		}
 		c.buf = c.buf[:copy(c.buf, c.buf[n:])]
 	}
-	if cap(c.buf) > maxCoalesced {
-		c.buf = nil // do not keep a buffer a burst of frames grew
-	}
 	return total, nil
+}
+
+// coalescePool holds the buffers of frames being collected, so that an
+// idle or downloading connection holds none.
+var coalescePool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// release returns the buffer to the pool once no frame is being collected.
+func (c *frameCoalescer) release() {
+	if c.buf != nil && len(c.buf) == 0 {
+		if cap(c.buf) <= maxCoalesced {
+			b := c.buf
+			coalescePool.Put(&b)
+		}
+		c.buf = nil
+	}
 }
 
 // wsFrameLen returns the length of the WebSocket frame starting b (RFC
