@@ -52,7 +52,9 @@
 // plus one frame (the kubelet sends at most 32 KiB), and one 128 KiB read
 // buffer from a pool while local data is being sent or spilled data read
 // back; per SPDY connection, that times its streams, plus a 64 KiB read
-// buffer and a frame writer buffer of up to 256 KiB; per session, that
+// buffer and a frame writer buffer of up to 256 KiB (over WebSocket also
+// the library's 4 KiB read and write buffers, and a pooled buffer the size
+// of a frame while one is written); per session, that
 // times its connections (one, plus any draining after a move). Disk: up to
 // SpillLimit per stream, only while its reader is behind. An idle
 // connection holds no data buffer: its local reads wait for readability
