@@ -81,7 +81,9 @@ demo:
 # bench prints ratios and latencies measured in the same run (nothing here
 # asserts a time): tunnels against client-go on the kubelet's server code,
 # the client memory of 1,000 idle connections, save-to-accepting over 100
-# edits, 100 tunnels to all listening, and the scale run (250 tunnels x 2
+# edits, 100 tunnels to all listening, throughput both ways and connection
+# setup through the real apiserver for tunnels and client-go each over SPDY
+# and WebSocket, and the scale run (250 tunnels x 2
 # ports over 5 contexts: listening, save, RSS, pod watches on the
 # apiserver). BENCH_SMOKE=1 runs each benchmark once, the scale run aside,
 # which `make test` does so that none of them breaks unnoticed.
@@ -89,11 +91,13 @@ ifdef BENCH_SMOKE
 BENCH_PROTOCOL = 1x
 BENCH_SAVES = 1x
 BENCH_HUNDRED = 1x
+BENCH_TRANSPORT = 1x
 BENCH_SCALE = true
 else
 BENCH_PROTOCOL = 20x
 BENCH_SAVES = 100x
 BENCH_HUNDRED = 5x
+BENCH_TRANSPORT = 5x
 BENCH_SCALE = cd tests && $(GO) test -run '^$$' -bench UpScale -benchtime 1x -timeout 20m ./e2e
 endif
 bench: cluster-bin
@@ -101,4 +105,5 @@ bench: cluster-bin
 	cd tests && $(GO) test -run '^$$' -bench . -benchtime $(BENCH_PROTOCOL) ./protocol
 	cd tests && $(GO) test -run '^$$' -bench UpSaveToAccept -benchtime $(BENCH_SAVES) ./e2e
 	cd tests && $(GO) test -run '^$$' -bench UpHundredTunnels -benchtime $(BENCH_HUNDRED) ./e2e
+	cd tests && $(GO) test -run '^$$' -bench Transport -benchtime $(BENCH_TRANSPORT) ./e2e
 	$(BENCH_SCALE)

@@ -3,6 +3,7 @@ module github.com/tunnels-dev/tunnels
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/fsnotify/fsnotify v1.10.1
 	github.com/moby/spdystream v0.5.1
 	gopkg.in/yaml.v3 v3.0.1

@@ -24,13 +24,21 @@ type Defaults struct {
 	// the file and the tunnel say: the CLI's --context flag. Namespaces
 	// the file does not set then come from this context.
 	Override string
+	// Transport, when not empty, is the transport of every tunnel,
+	// whatever the file says: the CLI's --transport flag.
+	Transport string
+	// NoWebSocket makes auto mean spdy (KUBECTL_PORT_FORWARD_WEBSOCKETS=false,
+	// as kubectl reads it); a tunnel that asks for websocket keeps it.
+	NoWebSocket bool
 }
 
 // Specs returns one Spec per port of every enabled tunnel, every default
 // applied: a tunnel's context is Defaults.Override, else its own, else the
 // file's, else Defaults.Context; its namespace is its own, else the file's,
 // else Defaults.Namespace of its context, else "default"; its address is
-// its own, else the file's, else localhost. Specs are sorted by tunnel name,
+// its own, else the file's, else localhost; its transport is
+// Defaults.Transport, else its own, else the file's, else auto (spdy
+// instead of auto with Defaults.NoWebSocket). Specs are sorted by tunnel name,
 // then in the order the ports are written. Specs of a file are distinct.
 // Session.Context is empty only when nothing names a context (no
 // current-context in the kubeconfig): the caller reports that.
@@ -44,6 +52,10 @@ func (f *File) Specs(d Defaults) []Spec {
 			Context:   firstNonEmpty(d.Override, t.Context, f.Context, d.Context),
 			Namespace: firstNonEmpty(t.Namespace, f.Namespace),
 			Target:    t.Target,
+			Transport: firstNonEmpty(d.Transport, t.Transport, f.Transport, TransportAuto),
+		}
+		if session.Transport == TransportAuto && d.NoWebSocket {
+			session.Transport = TransportSPDY
 		}
 		if session.Namespace == "" && d.Namespace != nil {
 			session.Namespace = d.Namespace(session.Context)

@@ -29,21 +29,21 @@ func TestSpecsDefaults(t *testing.T) {
 			name:     "every default from the kubeconfig",
 			yaml:     "version: 1\ntunnels:\n  api: {pod: api-0, ports: [8080]}\n",
 			defaults: Defaults{Context: "current", Namespace: namespaces},
-			want: []Spec{{Tunnel: "api", Session: Session{"current", "cur-ns", Target{KindPod, "api-0"}},
+			want: []Spec{{Tunnel: "api", Session: Session{"current", "cur-ns", Target{KindPod, "api-0"}, "auto"},
 				Address: "localhost", LocalPort: 8080, Remote: RemotePort{Number: 8080}}},
 		},
 		{
 			name:     "no namespace anywhere: default",
 			yaml:     "version: 1\ntunnels:\n  api: {pod: api-0, ports: [8080]}\n",
 			defaults: Defaults{Context: "elsewhere", Namespace: namespaces},
-			want: []Spec{{Tunnel: "api", Session: Session{"elsewhere", "default", Target{KindPod, "api-0"}},
+			want: []Spec{{Tunnel: "api", Session: Session{"elsewhere", "default", Target{KindPod, "api-0"}, "auto"},
 				Address: "localhost", LocalPort: 8080, Remote: RemotePort{Number: 8080}}},
 		},
 		{
 			name:     "nil Namespace func: default",
 			yaml:     "version: 1\ntunnels:\n  api: {pod: api-0, ports: [8080]}\n",
 			defaults: Defaults{Context: "current"},
-			want: []Spec{{Tunnel: "api", Session: Session{"current", "default", Target{KindPod, "api-0"}},
+			want: []Spec{{Tunnel: "api", Session: Session{"current", "default", Target{KindPod, "api-0"}, "auto"},
 				Address: "localhost", LocalPort: 8080, Remote: RemotePort{Number: 8080}}},
 		},
 		{
@@ -51,7 +51,7 @@ func TestSpecsDefaults(t *testing.T) {
 			yaml: "version: 1\ncontext: prod\nnamespace: shop\naddress: ['::1', 127.0.0.1]\n" +
 				"tunnels:\n  api: {pod: api-0, ports: ['1:2']}\n",
 			defaults: Defaults{Context: "current", Namespace: namespaces},
-			want: []Spec{{Tunnel: "api", Session: Session{"prod", "shop", Target{KindPod, "api-0"}},
+			want: []Spec{{Tunnel: "api", Session: Session{"prod", "shop", Target{KindPod, "api-0"}, "auto"},
 				Address: "::1,127.0.0.1", LocalPort: 1, Remote: RemotePort{Number: 2}}},
 		},
 		{
@@ -59,14 +59,14 @@ func TestSpecsDefaults(t *testing.T) {
 			yaml: "version: 1\ncontext: prod\nnamespace: shop\naddress: 127.0.0.1\n" +
 				"tunnels:\n  api: {pod: api-0, context: dev, namespace: dev-ns, address: 0.0.0.0, ports: [':http']}\n",
 			defaults: Defaults{Context: "current", Namespace: namespaces},
-			want: []Spec{{Tunnel: "api", Session: Session{"dev", "dev-ns", Target{KindPod, "api-0"}},
+			want: []Spec{{Tunnel: "api", Session: Session{"dev", "dev-ns", Target{KindPod, "api-0"}, "auto"},
 				Address: "0.0.0.0", LocalPort: 0, Remote: RemotePort{Name: "http"}}},
 		},
 		{
 			name:     "the tunnel's context picks the kubeconfig namespace",
 			yaml:     "version: 1\ntunnels:\n  api: {pod: api-0, context: prod, ports: [1]}\n",
 			defaults: Defaults{Context: "current", Namespace: namespaces},
-			want: []Spec{{Tunnel: "api", Session: Session{"prod", "prod-ns", Target{KindPod, "api-0"}},
+			want: []Spec{{Tunnel: "api", Session: Session{"prod", "prod-ns", Target{KindPod, "api-0"}, "auto"},
 				Address: "localhost", LocalPort: 1, Remote: RemotePort{Number: 1}}},
 		},
 		{
@@ -75,8 +75,8 @@ func TestSpecsDefaults(t *testing.T) {
 				"  a: {pod: a, context: dev, ports: [1]}\n  b: {pod: b, namespace: keep, ports: [2]}\n",
 			defaults: Defaults{Context: "current", Namespace: namespaces, Override: "prod"},
 			want: []Spec{
-				{Tunnel: "a", Session: Session{"prod", "prod-ns", Target{KindPod, "a"}}, Address: "localhost", LocalPort: 1, Remote: RemotePort{Number: 1}},
-				{Tunnel: "b", Session: Session{"prod", "keep", Target{KindPod, "b"}}, Address: "localhost", LocalPort: 2, Remote: RemotePort{Number: 2}},
+				{Tunnel: "a", Session: Session{"prod", "prod-ns", Target{KindPod, "a"}, "auto"}, Address: "localhost", LocalPort: 1, Remote: RemotePort{Number: 1}},
+				{Tunnel: "b", Session: Session{"prod", "keep", Target{KindPod, "b"}, "auto"}, Address: "localhost", LocalPort: 2, Remote: RemotePort{Number: 2}},
 			},
 		},
 		{
@@ -85,10 +85,38 @@ func TestSpecsDefaults(t *testing.T) {
 				"  web: {pod: w, ports: [3, 1, 2]}\n  off: {pod: o, ports: [4], disabled: true}\n  api: {pod: a, ports: [5]}\n",
 			defaults: Defaults{Context: "c"},
 			want: []Spec{
-				{Tunnel: "api", Session: Session{"c", "default", Target{KindPod, "a"}}, Address: "localhost", LocalPort: 5, Remote: RemotePort{Number: 5}},
-				{Tunnel: "web", Session: Session{"c", "default", Target{KindPod, "w"}}, Address: "localhost", LocalPort: 3, Remote: RemotePort{Number: 3}},
-				{Tunnel: "web", Session: Session{"c", "default", Target{KindPod, "w"}}, Address: "localhost", LocalPort: 1, Remote: RemotePort{Number: 1}},
-				{Tunnel: "web", Session: Session{"c", "default", Target{KindPod, "w"}}, Address: "localhost", LocalPort: 2, Remote: RemotePort{Number: 2}},
+				{Tunnel: "api", Session: Session{"c", "default", Target{KindPod, "a"}, "auto"}, Address: "localhost", LocalPort: 5, Remote: RemotePort{Number: 5}},
+				{Tunnel: "web", Session: Session{"c", "default", Target{KindPod, "w"}, "auto"}, Address: "localhost", LocalPort: 3, Remote: RemotePort{Number: 3}},
+				{Tunnel: "web", Session: Session{"c", "default", Target{KindPod, "w"}, "auto"}, Address: "localhost", LocalPort: 1, Remote: RemotePort{Number: 1}},
+				{Tunnel: "web", Session: Session{"c", "default", Target{KindPod, "w"}, "auto"}, Address: "localhost", LocalPort: 2, Remote: RemotePort{Number: 2}},
+			},
+		},
+		{
+			name: "transport: the flag, then the tunnel's, then the file's; auto is spdy without websockets",
+			yaml: "version: 1\ntransport: websocket\ntunnels:\n" +
+				"  a: {pod: a, transport: spdy, ports: [1]}\n  b: {pod: b, ports: [2]}\n",
+			defaults: Defaults{Context: "c"},
+			want: []Spec{
+				{Tunnel: "a", Session: Session{"c", "default", Target{KindPod, "a"}, "spdy"}, Address: "localhost", LocalPort: 1, Remote: RemotePort{Number: 1}},
+				{Tunnel: "b", Session: Session{"c", "default", Target{KindPod, "b"}, "websocket"}, Address: "localhost", LocalPort: 2, Remote: RemotePort{Number: 2}},
+			},
+		},
+		{
+			name: "transport flag beats the file; NoWebSocket turns auto into spdy but keeps websocket",
+			yaml: "version: 1\ntunnels:\n" +
+				"  a: {pod: a, transport: websocket, ports: [1]}\n  b: {pod: b, transport: auto, ports: [2]}\n",
+			defaults: Defaults{Context: "c", NoWebSocket: true},
+			want: []Spec{
+				{Tunnel: "a", Session: Session{"c", "default", Target{KindPod, "a"}, "websocket"}, Address: "localhost", LocalPort: 1, Remote: RemotePort{Number: 1}},
+				{Tunnel: "b", Session: Session{"c", "default", Target{KindPod, "b"}, "spdy"}, Address: "localhost", LocalPort: 2, Remote: RemotePort{Number: 2}},
+			},
+		},
+		{
+			name:     "transport flag overrides every tunnel",
+			yaml:     "version: 1\ntransport: spdy\ntunnels:\n  a: {pod: a, transport: spdy, ports: [1]}\n",
+			defaults: Defaults{Context: "c", Transport: "websocket"},
+			want: []Spec{
+				{Tunnel: "a", Session: Session{"c", "default", Target{KindPod, "a"}, "websocket"}, Address: "localhost", LocalPort: 1, Remote: RemotePort{Number: 1}},
 			},
 		},
 		{
@@ -154,7 +182,7 @@ func TestSpecsAddPort(t *testing.T) {
 			added = append(added, s)
 		}
 	}
-	want := Spec{Tunnel: "api", Session: Session{"c", "default", Target{KindPod, "a"}}, Address: "localhost", LocalPort: 0, Remote: RemotePort{Number: 4}}
+	want := Spec{Tunnel: "api", Session: Session{"c", "default", Target{KindPod, "a"}, "auto"}, Address: "localhost", LocalPort: 0, Remote: RemotePort{Number: 4}}
 	if len(added) != 1 || added[0] != want {
 		t.Errorf("added specs = %+v; want exactly [%+v]", added, want)
 	}

@@ -15,6 +15,7 @@ type File struct {
 	Context   string   // kubeconfig context for every tunnel; "" for the default
 	Namespace string   // namespace for every tunnel; "" for the context's
 	Address   []string // canonical listen addresses; nil for localhost
+	Transport string   // auto, websocket or spdy; "" for the default
 	Tunnels   []Tunnel // in the order of the file
 }
 
@@ -26,6 +27,7 @@ type Tunnel struct {
 	Context   string
 	Namespace string
 	Address   []string // canonical listen addresses; nil to inherit
+	Transport string   // auto, websocket or spdy; "" to inherit
 	Ports     []PortSpec
 	Disabled  bool // kept in the file but not started
 	Line      int  // position of the tunnel's name in the file

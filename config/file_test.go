@@ -20,18 +20,19 @@ func TestLoadFull(t *testing.T) {
 		Context:   "dev-cluster",
 		Namespace: "shop",
 		Address:   []string{"localhost"},
+		Transport: "auto",
 		Tunnels: []Tunnel{
-			{Name: "api", Target: Target{KindPod, "api-0"}, Line: 7, Column: 3, Ports: []PortSpec{
+			{Name: "api", Target: Target{KindPod, "api-0"}, Line: 8, Column: 3, Ports: []PortSpec{
 				{Local: 8080, Remote: RemotePort{Number: 8080}},
 				{Local: 9090, Remote: RemotePort{Number: 90}},
 			}},
-			{Name: "db", Target: Target{KindService, "postgres"}, Line: 10, Column: 3, Ports: []PortSpec{
+			{Name: "db", Target: Target{KindService, "postgres"}, Line: 11, Column: 3, Ports: []PortSpec{
 				{Local: 5432, Remote: RemotePort{Number: 5432}},
 			}},
-			{Name: "web", Target: Target{KindSelector, "app=web,tier=front"}, Namespace: "frontend", Line: 13, Column: 3, Ports: []PortSpec{
+			{Name: "web", Target: Target{KindSelector, "app=web,tier=front"}, Namespace: "frontend", Line: 14, Column: 3, Ports: []PortSpec{
 				{Local: 0, Remote: RemotePort{Number: 3000}},
 			}},
-			{Name: "cache", Target: Target{KindDeployment, "redis"}, Address: []string{"127.0.0.1"}, Disabled: true, Line: 17, Column: 3, Ports: []PortSpec{
+			{Name: "cache", Target: Target{KindDeployment, "redis"}, Address: []string{"127.0.0.1"}, Transport: "spdy", Disabled: true, Line: 18, Column: 3, Ports: []PortSpec{
 				{Local: 6379, Remote: RemotePort{Name: "redis"}},
 			}},
 		},

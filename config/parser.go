@@ -15,8 +15,8 @@ import (
 
 // The keys each mapping of the file allows, in the order messages list them.
 var (
-	fileKeys   = []string{"version", "context", "namespace", "address", "tunnels"}
-	tunnelKeys = []string{"pod", "service", "deployment", "statefulset", "selector", "ports", "context", "namespace", "address", "disabled"}
+	fileKeys   = []string{"version", "context", "namespace", "address", "transport", "tunnels"}
+	tunnelKeys = []string{"pod", "service", "deployment", "statefulset", "selector", "ports", "context", "namespace", "address", "transport", "disabled"}
 	targetKeys = []Kind{KindPod, KindService, KindDeployment, KindStatefulSet, KindSelector}
 )
 
@@ -249,6 +249,8 @@ func (p *parser) file(root *yaml.Node) *File {
 			f.Namespace, _ = p.namespace(kv.value, "")
 		case "address":
 			f.Address, p.fileAddressOK = p.addresses(kv.value, "")
+		case "transport":
+			f.Transport = p.transport(kv.value, "")
 		case "tunnels":
 			tunnels = kv.value
 		}
@@ -341,6 +343,19 @@ func (p *parser) namespace(n *yaml.Node, prefix string) (string, bool) {
 		return "", false
 	}
 	return s, ok
+}
+
+// transport parses a transport value: auto, websocket or spdy.
+func (p *parser) transport(n *yaml.Node, prefix string) string {
+	s, ok := p.str(n, prefix, "transport")
+	if !ok {
+		return ""
+	}
+	if !slices.Contains(Transports, s) {
+		p.at(deref(n), "%stransport %q: want auto, websocket or spdy", prefix, s)
+		return ""
+	}
+	return s
 }
 
 // addresses parses an address value: one address or a list of them.
@@ -445,6 +460,8 @@ func (p *parser) tunnel(key, n *yaml.Node) (Tunnel, parsedTunnel) {
 			t.Namespace, _ = p.namespace(kv.value, prefix)
 		case "address":
 			t.Address, pt.addressOK = p.addresses(kv.value, prefix)
+		case "transport":
+			t.Transport = p.transport(kv.value, prefix)
 		case "disabled":
 			t.Disabled = p.boolean(kv.value, prefix, k)
 		}

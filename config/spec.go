@@ -51,7 +51,24 @@ type Session struct {
 	Context   string // kubeconfig context; never empty after defaults are applied
 	Namespace string
 	Target    Target
+	// Transport is how the session reaches the pod: TransportAuto,
+	// TransportWebSocket or TransportSPDY; never empty after defaults.
+	Transport string
 }
+
+// The transports a tunnel may ask for (the file's transport key).
+const (
+	// TransportAuto tries WebSocket and falls back to SPDY when the
+	// WebSocket upgrade is refused; the default.
+	TransportAuto = "auto"
+	// TransportWebSocket is the SPDY protocol inside a WebSocket.
+	TransportWebSocket = "websocket"
+	// TransportSPDY is the SPDY/3.1 upgrade.
+	TransportSPDY = "spdy"
+)
+
+// Transports lists the valid transport values.
+var Transports = []string{TransportAuto, TransportWebSocket, TransportSPDY}
 
 // RemotePort is a port inside the pod: a number, or a name that is resolved
 // against the pod's container ports (or the service's ports) at connect time.
@@ -94,6 +111,7 @@ func (s Session) Compare(o Session) int {
 		cmp.Compare(s.Namespace, o.Namespace),
 		cmp.Compare(s.Target.Kind, o.Target.Kind),
 		cmp.Compare(s.Target.Name, o.Target.Name),
+		cmp.Compare(s.Transport, o.Transport),
 	)
 }
 

@@ -12,7 +12,7 @@ func TestSpecCompareIsTotal(t *testing.T) {
 	if n := reflect.TypeOf(Spec{}).NumField(); n != 5 {
 		t.Fatalf("Spec has %d fields; update Spec.Compare and this test", n)
 	}
-	if n := reflect.TypeOf(Session{}).NumField(); n != 3 {
+	if n := reflect.TypeOf(Session{}).NumField(); n != 4 {
 		t.Fatalf("Session has %d fields; update Session.Compare and this test", n)
 	}
 	base := Spec{Tunnel: "db", Session: Session{Context: "c", Namespace: "n", Target: Target{Kind: KindPod, Name: "p"}},
@@ -23,6 +23,7 @@ func TestSpecCompareIsTotal(t *testing.T) {
 		func(s *Spec) { s.Session.Namespace = "o" },
 		func(s *Spec) { s.Session.Target.Kind = KindService },
 		func(s *Spec) { s.Session.Target.Name = "q" },
+		func(s *Spec) { s.Session.Transport = "spdy" },
 		func(s *Spec) { s.Address = "127.0.0.1" },
 		func(s *Spec) { s.LocalPort = 6000 },
 		func(s *Spec) { s.Remote.Number = 5433 },

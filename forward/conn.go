@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -63,6 +62,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Tunnel is the value of the tunnel key in logs. Default empty.
 	Tunnel string
+	// Transport is how to reach the pod. Default TransportSPDY, which
+	// every API server and kubelet speaks; the WebSocket transport needs
+	// an API server to unwrap it (package tunnel defaults to auto).
+	Transport Transport
 }
 
 func (o Options) withDefaults() Options {
@@ -87,6 +90,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Transport == "" {
+		o.Transport = TransportSPDY
+	}
 	return o
 }
 
@@ -101,6 +107,8 @@ type Conn struct {
 	namespace, pod string
 	opts           Options
 	log            *slog.Logger
+
+	transport Transport
 
 	raw  net.Conn
 	tcp  syscall.RawConn // the TCP connection under raw, if it can be reached
@@ -135,29 +143,29 @@ type Conn struct {
 	wg           sync.WaitGroup // serve, keepalive, pings
 }
 
-// Dial opens a port-forward connection to pod in namespace: a POST to
-// /api/v1/namespaces/NS/pods/POD/portforward upgraded to SPDY/3.1. ctx
-// bounds the dial only; the connection lives until Close or until it fails.
+// Dial opens a port-forward connection to pod in namespace over
+// opts.Transport: a POST to /api/v1/namespaces/NS/pods/POD/portforward
+// upgraded to SPDY/3.1, or a GET upgraded to a WebSocket that carries the
+// same SPDY frames. ctx bounds the dial only; the connection lives until
+// Close or until it fails.
 func Dial(ctx context.Context, up Upgrader, namespace, pod string, opts Options) (*Conn, error) {
 	opts = opts.withDefaults()
-	path := "/api/v1/namespaces/" + url.PathEscape(namespace) + "/pods/" + url.PathEscape(pod) + "/portforward"
-	h := http.Header{}
-	h.Set("Connection", "Upgrade")
-	h.Set("Upgrade", "SPDY/3.1")
-	h.Set(protocolHeader, protocolName)
-
 	dctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
-	raw, resp, err := up.Upgrade(dctx, http.MethodPost, path, h)
+	raw, transport, err := upgrade(dctx, up, namespace, pod, opts)
 	if err != nil {
-		return nil, fmt.Errorf("dial pod %s/%s: %w", namespace, pod, err)
+		return nil, fmt.Errorf("dial pod %s/%s over %s: %w", namespace, pod, transport, err)
 	}
-	if got := resp.Get(protocolHeader); got != protocolName {
-		raw.Close()
-		return nil, fmt.Errorf("dial pod %s/%s: %w: server chose stream protocol %q, want %q", namespace, pod, ErrProtocol, got, protocolName)
+	c, err := newConn(raw, namespace, pod, opts)
+	if err != nil {
+		return nil, err
 	}
-	return newConn(raw, namespace, pod, opts)
+	c.transport = transport
+	return c, nil
 }
+
+// Transport returns the transport the connection runs over.
+func (c *Conn) Transport() Transport { return c.transport }
 
 // newConn runs SPDY over an upgraded connection.
 func newConn(raw net.Conn, namespace, pod string, opts Options) (*Conn, error) {
@@ -167,6 +175,7 @@ func newConn(raw net.Conn, namespace, pod string, opts Options) (*Conn, error) {
 		pod:       pod,
 		opts:      opts,
 		log:       opts.Logger.With("tunnel", opts.Tunnel, "pod", namespace+"/"+pod),
+		transport: TransportSPDY,
 		raw:       raw,
 		wire:      newWireConn(raw),
 		tcp:       rawTCP(raw),

@@ -1,4 +1,15 @@
-// Package forward forwards local TCP connections to a pod over the Kubernetes port-forward protocol (SPDY/3.1).
+// Package forward forwards local TCP connections to a pod over the Kubernetes port-forward protocol (SPDY/3.1, directly or inside a WebSocket).
+//
+// # Transports
+//
+// A Conn runs the same SPDY/3.1 code over either upgrade (transport.go): a
+// POST upgraded to SPDY, or a GET upgraded to a WebSocket whose binary
+// messages carry the SPDY frames (websocket.go, a net.Conn over
+// github.com/coder/websocket). Keepalive pings, stream pairs, buffering
+// and honest endings are therefore one implementation; the WebSocket conn
+// exposes the TCP socket underneath (NetConn), so the keepalive's TCP_INFO
+// reading works the same. TransportAuto tries WebSocket and falls back to
+// SPDY only when the upgrade itself is refused (UpgradeRefused).
 //
 // # Honest endings
 //
@@ -44,7 +55,9 @@
 // buffer, a frame writer buffer of up to 256 KiB, and from the first
 // reply a zlib reader of about 45 KB for the server's header blocks
 // (spdystream's own header compression, an 800 KB zlib writer per
-// connection, is turned off: headers.go); per session, that
+// connection, is turned off: headers.go); over WebSocket also the
+// library's 4 KiB read and write buffers, and a pooled buffer the size of
+// a frame while one is written; per session, that
 // times its connections (one, plus any draining after a move). Disk: up to
 // SpillLimit per stream, only while its reader is behind. An idle
 // connection holds no data buffer: its local reads wait for readability

@@ -240,7 +240,7 @@ func (s *Session) Run() error {
 			conn.Close()
 			return nil
 		}
-		s.log.Info("connected", "pod", s.opts.Namespace+"/"+res.pod)
+		s.log.Info("connected over "+string(conn.Transport()), "pod", s.opts.Namespace+"/"+res.pod)
 		readyAt := time.Now()
 		lost := s.serveConn(ctx, conn, res)
 		if ctx.Err() != nil || lost || !s.startDrain(ctx, conn) {
@@ -683,8 +683,10 @@ type SessionStatus struct {
 	RetryAt time.Time
 	Pod     string // the pod connected to, while ready
 	UID     string // that pod's UID, if the resolver knew it
-	Dials   int    // successful dials so far
-	Stats   Snapshot
+	// Transport is what the connection runs over, while ready.
+	Transport Transport
+	Dials     int // successful dials so far
+	Stats     Snapshot
 
 	// PodNotReady: the pod connected to is Running but not Ready (as of
 	// the last resolve).
@@ -697,7 +699,7 @@ func (s *Session) Status() SessionStatus {
 	defer s.mu.Unlock()
 	st := SessionStatus{State: s.state, Err: s.err, Since: s.since, RetryAt: s.retryAt, Dials: s.dials, Stats: s.Stats.Snapshot()}
 	if s.conn != nil {
-		st.Pod, st.UID, st.PodNotReady = s.conn.pod, s.uid, s.notReady
+		st.Pod, st.UID, st.Transport, st.PodNotReady = s.conn.pod, s.uid, s.conn.transport, s.notReady
 	}
 	return st
 }

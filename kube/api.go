@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 )
 
@@ -11,15 +12,22 @@ import (
 func (c *Client) get(ctx context.Context, path string, query url.Values, info requestInfo, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := c.do(ctx, path, query, info)
-	if err != nil {
-		return err
+	return decode(c.do(ctx, path, query, info))(info, out)
+}
+
+// decode returns a function that decodes resp's JSON body into out and
+// closes it, or returns err.
+func decode(resp *http.Response, err error) func(requestInfo, any) error {
+	return func(info requestInfo, out any) error {
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("%s %s: decode: %w", info.verb, info.object(), err)
+		}
+		return nil
 	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decode: %w", info.verb, info.object(), err)
-	}
-	return nil
 }
 
 func nsPath(group, namespace, resource, name string) string {

@@ -3,6 +3,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -222,7 +223,12 @@ func (i requestInfo) object() string {
 // *APIError returned, which says what was asked. Other errors are wrapped
 // with the same. The caller closes the body.
 func (c *Client) do(ctx context.Context, path string, query url.Values, info requestInfo) (*http.Response, error) {
-	resp, err := c.doOnce(ctx, path, query, info)
+	return c.send(ctx, http.MethodGet, path, query, nil, info)
+}
+
+// send is do with any method and a JSON body (nil for none).
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, body []byte, info requestInfo) (*http.Response, error) {
+	resp, err := c.doOnce(ctx, method, path, query, body, info)
 	var ae *APIError
 	if err != nil && !errors.As(err, &ae) {
 		err = fmt.Errorf("%s %s: %w", info.verb, info.object(), err)
@@ -230,13 +236,20 @@ func (c *Client) do(ctx context.Context, path string, query url.Values, info req
 	return resp, err
 }
 
-func (c *Client) doOnce(ctx context.Context, path string, query url.Values, info requestInfo) (*http.Response, error) {
+func (c *Client) doOnce(ctx context.Context, method, path string, query url.Values, body []byte, info requestInfo) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(path, query), nil)
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.url(path, query), rd)
 		if err != nil {
 			return nil, err
 		}
 		req.Header.Set("Accept", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		req.Header.Set("User-Agent", userAgent)
 		gen, err := c.auth.apply(ctx, req.Header)
 		if err != nil {

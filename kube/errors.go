@@ -86,6 +86,10 @@ func (e *UpgradeError) Error() string {
 		}
 		fmt.Fprintf(&b, ": %q", body)
 	}
+	if !e.fromAPIServer() {
+		b.WriteString("; not an answer of the API server (no Kubernetes Status): a proxy or load balancer on the way, or a server that does not speak this protocol, refused the upgrade")
+		return b.String()
+	}
 	verb := "create"
 	if e.Method == http.MethodGet {
 		verb = "get"
@@ -95,6 +99,21 @@ func (e *UpgradeError) Error() string {
 		b.WriteString(hint)
 	}
 	return b.String()
+}
+
+// UpgradeRefused reports whether the upgrade was refused as such rather
+// than the request: true unless the answer is the API server's own
+// Kubernetes Status (a 403 for missing RBAC, a 404 for a missing pod),
+// which another kind of upgrade would get too. A proxy or load balancer
+// that does not pass an upgrade answers without one, and so does a server
+// that does not speak the protocol asked for. forward.UpgradeRefused reads
+// it to fall back from WebSocket to SPDY.
+func (e *UpgradeError) UpgradeRefused() bool { return !e.fromAPIServer() }
+
+// fromAPIServer reports whether the body is a Kubernetes Status.
+func (e *UpgradeError) fromAPIServer() bool {
+	var st status
+	return json.Unmarshal(e.Body, &st) == nil && st.Kind == "Status"
 }
 
 // Is matches ErrUnauthorized, ErrForbidden and ErrNotFound by status code.

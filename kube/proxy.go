@@ -229,6 +229,10 @@ type ProxyError struct {
 // Error implements error.
 func (e *ProxyError) Error() string { return "proxy refused: " + e.Status }
 
+// UpgradeRefused is true: a proxy that would not tunnel refused the
+// upgrade, not the API server (forward.UpgradeRefused).
+func (e *ProxyError) UpgradeRefused() bool { return true }
+
 var socks5Replies = map[byte]string{
 	1: "general SOCKS server failure",
 	2: "connection not allowed by ruleset",

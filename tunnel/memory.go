@@ -101,9 +101,11 @@ func OpenPortMemory(configPath string) (*PortMemory, error) {
 func (s *PortMemory) Path() string { return s.path }
 
 // stateKey is the identity of a spec in the state: everything but the local
-// port, which is what the state stores.
+// port, which is what the state stores, and the transport, which does not
+// change which local port a tunnel should keep.
 func stateKey(spec config.Spec) config.Spec {
 	spec.LocalPort = 0
+	spec.Session.Transport = ""
 	return spec
 }
 

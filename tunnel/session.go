@@ -39,6 +39,7 @@ func NewSession(ctx context.Context, c Client, key config.Session, o SessionOpti
 		ConnectWait: o.ConnectWait,
 		FailFast:    o.FailFast,
 		Permanent:   Permanent,
+		Conn:        forward.Options{Transport: forward.Transport(key.Transport)},
 	})
 }
 

@@ -30,6 +30,10 @@ type PortStatus struct {
 	// PodNotReady: Pod is Running but not Ready (a pod target's pod,
 	// forwarded to as kubectl does).
 	PodNotReady bool
+	// Transport is what the session's connection runs over, while
+	// connected: websocket or spdy (Spec.Session.Transport is what was
+	// asked, auto included).
+	Transport string
 	// Addrs are the bound addresses, LocalPort their port.
 	Addrs     []net.Addr
 	LocalPort int
@@ -93,7 +97,7 @@ func (a *Applier) Status() []PortStatus {
 			}
 			if e.session != nil {
 				sst := e.session.Status()
-				ps.Pod, ps.RetryAt, ps.PodNotReady = sst.Pod, sst.RetryAt, sst.PodNotReady
+				ps.Pod, ps.RetryAt, ps.PodNotReady, ps.Transport = sst.Pod, sst.RetryAt, sst.PodNotReady, string(sst.Transport)
 			}
 		case !e.retryAt.IsZero():
 			ps.State, ps.RetryAt = StateRetrying, e.retryAt

@@ -78,10 +78,10 @@ func TestControlSocketLongPath(t *testing.T) {
 func TestWriteTable(t *testing.T) {
 	var b strings.Builder
 	writeTable(&b, statusReport{File: "t.yaml", Config: configState{Error: "t.yaml:3:5: bad"}, Tunnels: []portRow{
-		{Tunnel: "db", Namespace: "shop", Target: "svc/postgres", Pod: "pg-0", Local: []string{"127.0.0.1:5432"}, Remote: "5432", State: "ready", Active: 1, Total: 3, BytesIn: 2048, BytesOut: 10},
+		{Tunnel: "db", Namespace: "shop", Target: "svc/postgres", Pod: "pg-0", Transport: "websocket", Local: []string{"127.0.0.1:5432"}, Remote: "5432", State: "ready", Active: 1, Total: 3, BytesIn: 2048, BytesOut: 10},
 	}})
 	out := b.String()
-	for _, want := range []string{"TUNNEL", "shop/svc/postgres", "pg-0", "127.0.0.1:5432", "ready", "1/3", "2.0KiB", "10B", "t.yaml:3:5: bad"} {
+	for _, want := range []string{"TUNNEL", "VIA", "shop/svc/postgres", "pg-0  websocket", "127.0.0.1:5432", "ready", "1/3", "2.0KiB", "10B", "t.yaml:3:5: bad"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

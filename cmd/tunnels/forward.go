@@ -23,7 +23,7 @@ func init() {
 	})
 }
 
-const forwardSynopsis = "forward [--kubeconfig FILE] [--context NAME] [-n NAMESPACE] [--address ADDR] TARGET [LOCAL:]REMOTE..."
+const forwardSynopsis = "forward [--kubeconfig FILE] [--context NAME] [-n NAMESPACE] [--address ADDR] [--transport T] TARGET [LOCAL:]REMOTE..."
 
 const forwardDescription = `Forward local ports to a pod until interrupted, like kubectl port-forward,
 over one connection to the pod that is re-established (and the target
@@ -64,6 +64,7 @@ func runForward(ctx context.Context, e *env, args []string) int {
 	var addresses addressList
 	fs.Var(&addresses, "address", "local `address`es to listen on: localhost or IPs, comma-separated or repeated (default localhost)")
 	verbose := fs.Bool("v", false, "log every connection")
+	transport := transportFlag(fs, "auto")
 
 	pos, code, done := parseInterspersed(e, fs, args)
 	if done {
@@ -71,6 +72,10 @@ func runForward(ctx context.Context, e *env, args []string) int {
 	}
 	if len(pos) < 2 {
 		fmt.Fprintf(e.stderr, "tunnels forward: want a target and at least one port spec\n\nUsage: tunnels %s\n", forwardSynopsis)
+		return exitUsage
+	}
+	if err := checkTransport(*transport); err != nil {
+		fmt.Fprintf(e.stderr, "tunnels forward: %v\n", err)
 		return exitUsage
 	}
 	target, err := parseTarget(pos[0])
@@ -118,7 +123,7 @@ func runForward(ctx context.Context, e *env, args []string) int {
 	}
 	defer client.Close()
 
-	key := config.Session{Context: rc.Context, Namespace: namespace, Target: target}
+	key := config.Session{Context: rc.Context, Namespace: namespace, Target: target, Transport: transportFor(e, *transport)}
 	c := tunnel.KubeClient(client)
 	slog := log.With("context", rc.Context)
 	ctx, cancel := context.WithCancel(ctx)

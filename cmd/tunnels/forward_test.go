@@ -136,6 +136,10 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/default/pods/web":
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, fakePod)
+	case r.Method == http.MethodGet && r.URL.Path == "/api/v1/namespaces/default/pods/web/portforward":
+		// A server that speaks SPDY only refuses the WebSocket upgrade
+		// without a Kubernetes Status: auto falls back to SPDY.
+		http.Error(w, "unable to upgrade: websocket not supported", http.StatusBadRequest)
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/namespaces/default/pods/web/portforward":
 		conn, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {

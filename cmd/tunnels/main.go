@@ -91,7 +91,7 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, "tunnels manages Kubernetes port-forwards declared in tunnels.yaml.\n\nUsage:\n  tunnels COMMAND [flags]\n\nCommands:\n")
 	// Files register their commands in file-name order; show them in the
 	// order a user meets them.
-	order := []string{"up", "down", "status", "port", "run", "plan", "add", "rm", "enable", "disable", "forward", "validate", "completion", "schema", "version"}
+	order := []string{"up", "down", "status", "port", "run", "plan", "add", "rm", "enable", "disable", "forward", "validate", "doctor", "completion", "schema", "version"}
 	sorted := slices.Clone(commands)
 	slices.SortStableFunc(sorted, func(a, b command) int {
 		ia, ib := slices.Index(order, a.name), slices.Index(order, b.name)

@@ -40,6 +40,11 @@ type portRow struct {
 	// PodNotReady: Pod is Running but not Ready (a pod target's pod,
 	// forwarded to as kubectl does).
 	PodNotReady bool `json:"podNotReady,omitempty"`
+	// Transport is what the session's connection runs over while
+	// connected (websocket or spdy); Asked is the tunnel's transport
+	// setting (auto, websocket or spdy).
+	Transport string `json:"transport,omitempty"`
+	Asked     string `json:"transportSetting"`
 	// Local lists the bound addresses ("127.0.0.1:5432", "[::1]:5432").
 	Local     []string `json:"local"`
 	LocalPort int      `json:"localPort"`
@@ -67,6 +72,7 @@ func portRows(st []tunnel.PortStatus) []portRow {
 		row := portRow{
 			Tunnel: spec.Tunnel, Context: spec.Session.Context, Namespace: spec.Session.Namespace,
 			Target: spec.Session.Target.String(), Pod: ps.Pod, PodNotReady: ps.PodNotReady, Remote: spec.Remote.String(),
+			Transport: ps.Transport, Asked: spec.Session.Transport,
 			LocalPort: ps.LocalPort, State: ps.State,
 			Active: ps.Stats.Active, Total: ps.Stats.Total, BytesIn: ps.Stats.BytesIn, BytesOut: ps.Stats.BytesOut,
 		}
@@ -86,7 +92,7 @@ func portRows(st []tunnel.PortStatus) []portRow {
 // `tunnels status` show.
 func writeTable(w io.Writer, r statusReport) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TUNNEL\tTARGET\tPOD\tLOCAL\tREMOTE\tSTATE\tCONNS\tIN\tOUT\tLAST ERROR")
+	fmt.Fprintln(tw, "TUNNEL\tTARGET\tPOD\tVIA\tLOCAL\tREMOTE\tSTATE\tCONNS\tIN\tOUT\tLAST ERROR")
 	for _, row := range r.Tunnels {
 		local := strings.Join(row.Local, ",")
 		if local == "" {
@@ -99,8 +105,12 @@ func writeTable(w io.Writer, r statusReport) {
 		if row.PodNotReady {
 			pod += " (not ready)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n",
-			row.Tunnel, row.Namespace+"/"+row.Target, pod, local, row.Remote, row.State,
+		via := row.Transport
+		if via == "" {
+			via = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n",
+			row.Tunnel, row.Namespace+"/"+row.Target, pod, via, local, row.Remote, row.State,
 			row.Active, row.Total, humanBytes(row.BytesIn), humanBytes(row.BytesOut), oneLine(row.LastError))
 	}
 	tw.Flush()

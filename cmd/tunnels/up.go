@@ -27,7 +27,7 @@ func init() {
 }
 
 func runUp(ctx context.Context, e *env, args []string) int {
-	flags := newFlagSet(e, "up", "up [-f FILE] [--context C] [--kubeconfig K] [-d | --wait [--timeout D]]",
+	flags := newFlagSet(e, "up", "up [-f FILE] [--context C] [--kubeconfig K] [--transport auto|websocket|spdy] [-d | --wait [--timeout D]]",
 		`Start every enabled tunnel of FILE and keep them converged on it: each save starts what
 was added, stops what was removed, restarts what changed, and leaves the rest alone.
 A save with errors changes nothing; SIGHUP reloads and retries failed tunnels now.
@@ -38,6 +38,7 @@ tunnels that are not ready; they keep retrying). 'tunnels down' stops it.`)
 	file := flags.String("f", "tunnels.yaml", "the tunnels file to run and watch")
 	kubeconfig := flags.String("kubeconfig", "", "kubeconfig file (default $KUBECONFIG, then ~/.kube/config)")
 	kctx := flags.String("context", "", "kube context for every tunnel, overriding the file")
+	transport := transportFlag(flags, "the file's, else auto; overrides the file")
 	output := flags.String("output", "auto", "auto (a live table on a terminal, logs otherwise), table, or log")
 	logFormat := flags.String("log-format", "text", "log format: text or json")
 	verbose := flags.Bool("v", false, "log every forwarded connection (debug)")
@@ -55,6 +56,10 @@ tunnels that are not ready; they keep retrying). 'tunnels down' stops it.`)
 	table := *output == "table" || (*output == "auto" && isTerminal(e.stdout))
 	if *output != "auto" && *output != "table" && *output != "log" {
 		fmt.Fprintf(e.stderr, "tunnels up: --output must be auto, table or log, not %q\n", *output)
+		return exitUsage
+	}
+	if err := checkTransport(*transport); err != nil {
+		fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
 		return exitUsage
 	}
 	if *logFormat != "text" && *logFormat != "json" {
@@ -96,7 +101,8 @@ tunnels that are not ready; they keep retrying). 'tunnels down' stops it.`)
 		fmt.Fprintf(e.stderr, "tunnels up: %v\n", err)
 		return exitFail
 	}
-	defaults := config.Defaults{Context: kc.CurrentContext(), Namespace: kc.Namespace, Override: *kctx}
+	defaults := config.Defaults{Context: kc.CurrentContext(), Namespace: kc.Namespace, Override: *kctx,
+		Transport: *transport, NoWebSocket: noWebSocket(e)}
 	parse := func(name string, data []byte) ([]config.Spec, error) {
 		f, err := parseFile(e, *file, name, data)
 		if err != nil {

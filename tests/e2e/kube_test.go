@@ -24,7 +24,10 @@ import (
 )
 
 // kubeClient loads a kubeconfig file with package kube, as tunnels does.
-func kubeClient(t *testing.T, path string) *kube.Client {
+func kubeClient(t *testing.T, path string) *kube.Client { t.Helper(); return kubeClientTB(t, path) }
+
+// kubeClientTB is kubeClient for benchmarks too.
+func kubeClientTB(t testing.TB, path string) *kube.Client {
 	t.Helper()
 	k, err := kube.Load(kube.LoadOptions{Kubeconfig: path})
 	if err != nil {

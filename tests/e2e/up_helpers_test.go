@@ -130,6 +130,7 @@ type statusRow struct {
 	Target      string    `json:"target"`
 	Pod         string    `json:"pod"`
 	PodNotReady bool      `json:"podNotReady"`
+	Transport   string    `json:"transport"`
 	Local       []string  `json:"local"`
 	LocalPort   int       `json:"localPort"`
 	Remote      string    `json:"remote"`
