@@ -3,7 +3,12 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,5 +255,53 @@ func TestApplierPermanentFailureWaits(t *testing.T) {
 			apply(t, a, reconcile.Plan{Keep: []config.Spec{spec}, Start: []config.Spec{sp("other", "dev", 0, 80)}})
 			until(t, "a resolve after the change", func() bool { r, _, _ := f.snapshot(); return r > r1+1 })
 		})
+	}
+}
+
+// TestApplierLogsPortsByTunnel: tunnels to one pod share its session, yet
+// each port's lines (listening, a local connection given up, stopped
+// listening) name the port's own tunnel, not the one that started the
+// session.
+func TestApplierLogsPortsByTunnel(t *testing.T) {
+	leakcheck.Check(t)
+	// A file, which the applier's goroutines may write while the test reads.
+	logs, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	a := startApplier(t, newFakeClient(), Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), ConnectWait: time.Millisecond})
+	db := onIPv4(sp("db", "dev", 0, 5432))
+	cache := onIPv4(sp("cache", "dev", 0, 6379))
+	cache.Session = db.Session
+	apply(t, a, reconcile.Plan{Start: []config.Spec{db}})
+	apply(t, a, reconcile.Plan{Keep: []config.Spec{db}, Start: []config.Spec{cache}})
+	// No pod is Ready: the connection waits ConnectWait, then is given up
+	// (it may be reset before the dial returns).
+	if c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(statusOf(t, a, cache).LocalPort))); err == nil {
+		defer c.Close()
+	}
+	until(t, "the connection to be given up", func() bool { return statusOf(t, a, cache).Stats.Failed > 0 })
+	apply(t, a, reconcile.Plan{Keep: []config.Spec{db}, Stop: []config.Spec{cache}})
+
+	out, err := os.ReadFile(logs.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for line := range strings.Lines(string(out)) {
+		if !strings.Contains(line, "remote=6379") {
+			continue
+		}
+		if !strings.Contains(line, "tunnel=cache") {
+			t.Errorf("a line about cache's port names another tunnel: %s", line)
+		}
+		_, msg, _ := strings.Cut(line, "msg=")
+		msg, _, _ = strings.Cut(msg, " context=")
+		msgs = append(msgs, msg)
+	}
+	want := []string{"listening", `"closing local connection: no connection to the pod"`, `"stopped listening"`}
+	if !slices.Equal(msgs, want) {
+		t.Errorf("lines about cache's port: %q, want %q", msgs, want)
 	}
 }
