@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -36,6 +37,7 @@ type Port struct {
 	s      *Session
 	l      *Listener
 	remote RemotePort
+	log    *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -46,12 +48,24 @@ type Port struct {
 	lastErr error // the last connection failure
 }
 
+// PortOptions configures a port of a session. The zero value gives the
+// documented defaults.
+type PortOptions struct {
+	// Tunnel is the value of the tunnel key in the port's logs, which a
+	// session shared by several tunnels (every port to one pod) needs to
+	// tell its ports apart. Default: the session's Tunnel.
+	Tunnel string
+}
+
 // AddPort starts serving l, forwarding its connections to remote on the
 // session's pod, over the session's connection. The session owns l from
 // then on and closes it in RemovePort or Close. A remote port the last
 // resolve did not cover makes the session resolve again.
-func (s *Session) AddPort(l *Listener, remote RemotePort) (*Port, error) {
-	p := &Port{s: s, l: l, remote: remote}
+func (s *Session) AddPort(l *Listener, remote RemotePort, opts PortOptions) (*Port, error) {
+	if opts.Tunnel == "" {
+		opts.Tunnel = s.opts.Tunnel
+	}
+	p := &Port{s: s, l: l, remote: remote, log: s.opts.Logger.With("tunnel", opts.Tunnel, "target", s.opts.Target)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -68,7 +82,7 @@ func (s *Session) AddPort(l *Listener, remote RemotePort) (*Port, error) {
 	p.wg.Add(1)
 	go p.serve(p.ctx)
 	s.mu.Unlock()
-	s.log.Info("listening", "local", addrList(l.Addrs()), "remote", remote.String())
+	p.log.Info("listening", "local", addrList(l.Addrs()), "remote", remote.String())
 	return p, nil
 }
 
@@ -80,7 +94,7 @@ func (s *Session) RemovePort(p *Port) {
 	s.mu.Unlock()
 	_ = p.l.Close()
 	p.stop()
-	s.log.Info("stopped listening", "local", addrList(p.l.Addrs()), "remote", p.remote.String())
+	p.log.Info("stopped listening", "local", addrList(p.l.Addrs()), "remote", p.remote.String())
 }
 
 // stop ends the port's connections and waits for its goroutines; the
@@ -157,7 +171,7 @@ func (p *Port) serve(ctx context.Context) {
 // since it was accepted.
 func (p *Port) handle(ctx context.Context, local net.Conn) {
 	defer p.wg.Done()
-	log := p.s.log.With("local", local.LocalAddr().String(), "remote", p.remote.String())
+	log := p.log.With("local", local.LocalAddr().String(), "remote", p.remote.String())
 	stats := counterSet{&p.Stats, &p.s.Stats}
 	stats.start()
 	deadline := time.Now().Add(p.s.opts.ConnectWait)

@@ -398,6 +398,7 @@ func (s *Session) serveConn(ctx context.Context, conn *Conn, res resolution) (lo
 			s.mu.Lock()
 			if s.conn == conn {
 				s.podPorts, s.notReady = next.ports, next.notReady
+				s.resolveMissingLocked()
 				s.broadcastLocked()
 			}
 			s.mu.Unlock()
@@ -511,15 +512,27 @@ func (s *Session) setReady(conn *Conn, res resolution) bool {
 	s.conn, s.uid, s.podPorts, s.resolveErr = conn, res.uid, res.ports, nil
 	s.notReady = res.notReady
 	s.dials++
-	// A port added since the resolve is not in the map yet.
+	s.resolveMissingLocked()
+	s.broadcastLocked()
+	return true
+}
+
+// resolveMissingLocked asks for another resolve if a port has no number in
+// the map just installed: it was added while the resolve ran, after its
+// remote ports were read. AddPort cannot see that: it checks the map of
+// the moment, which may still have the remote port (a port removed and
+// added again, as when a tunnel's local port changes) while the resolve in
+// flight leaves it out. Without this, the port's connections would wait
+// for a number until ConnectWait. Both checks hold s.mu, so a port added
+// during a resolve is either in s.ports here or sees the new map in
+// AddPort.
+func (s *Session) resolveMissingLocked() {
 	for _, r := range s.remotesLocked() {
 		if _, ok := s.podPorts[r]; !ok {
 			s.requestRefreshLocked()
-			break
+			return
 		}
 	}
-	s.broadcastLocked()
-	return true
 }
 
 func (s *Session) broadcastLocked() {

@@ -90,7 +90,7 @@ func addPort(t *testing.T, s *Session, remote RemotePort) *Port {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := s.AddPort(l, remote)
+	p, err := s.AddPort(l, remote, PortOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestSessionFailFast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddPort(l, RemotePort{Number: 1}); !errors.Is(err, ErrClosed) {
+	if _, err := s.AddPort(l, RemotePort{Number: 1}, PortOptions{}); !errors.Is(err, ErrClosed) {
 		t.Errorf("AddPort after Run returned = %v, want ErrClosed", err)
 	}
 }

@@ -247,6 +247,8 @@ func (a *Applier) connect(ctx context.Context, se *sessionEntry, tunnel string) 
 		return
 	}
 	log := a.log.With("context", key.Context)
+	// tunnel names the session's own lines (connected, lost, moved): the
+	// tunnel that first needed it. Each port names its own (bind).
 	sctx, cancel := context.WithCancel(ctx)
 	s := NewSession(sctx, client, key, SessionOptions{
 		Tunnel: tunnel, Logger: log, Backoff: a.opts.Backoff, ConnectWait: a.opts.ConnectWait,
@@ -306,7 +308,7 @@ func (a *Applier) bind(se *sessionEntry, pe *portEntry) error {
 		pe.err = fmt.Errorf("tunnel %q: listen: %w", spec.Tunnel, err)
 		return err
 	}
-	p, err := se.s.AddPort(l, forward.RemotePort(spec.Remote))
+	p, err := se.s.AddPort(l, forward.RemotePort(spec.Remote), forward.PortOptions{Tunnel: spec.Tunnel})
 	if err != nil {
 		pe.err = fmt.Errorf("tunnel %q: %w", spec.Tunnel, err)
 		return err

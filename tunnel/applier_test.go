@@ -3,7 +3,12 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,5 +255,95 @@ func TestApplierPermanentFailureWaits(t *testing.T) {
 			apply(t, a, reconcile.Plan{Keep: []config.Spec{spec}, Start: []config.Spec{sp("other", "dev", 0, 80)}})
 			until(t, "a resolve after the change", func() bool { r, _, _ := f.snapshot(); return r > r1+1 })
 		})
+	}
+}
+
+// TestApplierPortReaddedWhileResolving: a save that gives db a fixed local
+// port and adds cache, another tunnel to db's pod, stops db's port and
+// starts cache's and db's new one on the same session. cache's remote port
+// is new, so the session resolves again; db's, removed and added again
+// while that resolve runs, must be in the map the session ends up with, or
+// db's connections are accepted and then wait for a port number that never
+// comes. In `tunnels up` the resolve (a request to the API server) reads
+// the remote ports before db's is added again in about half such saves
+// (TestUpPortChangeWithNewTunnelToSamePod repeats the save); here the
+// resolve is held and db's port added by a second plan, so that this
+// interleaving happens every time.
+func TestApplierPortReaddedWhileResolving(t *testing.T) {
+	leakcheck.Check(t)
+	c := newPodClient(t)
+	a := startApplier(t, nil, Options{Clients: func(string) (Client, error) { return c, nil }})
+	db := onIPv4(sp("db", "dev", 0, 5432))
+	cache := onIPv4(sp("cache", "dev", 0, 6379))
+	cache.Session = db.Session
+	apply(t, a, reconcile.Plan{Start: []config.Spec{db}})
+	until(t, "db ready", func() bool { return statusOf(t, a, db).State == forward.StateReady.String() })
+	echoes(t, a, db)
+
+	asked, release := c.hold()
+	defer release()
+	moved := db
+	moved.LocalPort = freePort(t)
+	apply(t, a, reconcile.Plan{Stop: []config.Spec{db}, Start: []config.Spec{cache}})
+	select {
+	case got := <-asked:
+		if want := []config.RemotePort{{Number: 6379}}; !slices.Equal(got, want) {
+			t.Fatalf("the resolve for cache's port asked for %v, want %v", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no resolve for cache's new remote port")
+	}
+	apply(t, a, reconcile.Plan{Keep: []config.Spec{cache}, Start: []config.Spec{moved}})
+	release()
+
+	echoes(t, a, moved)
+	echoes(t, a, cache)
+}
+
+// TestApplierLogsPortsByTunnel: tunnels to one pod share its session, yet
+// each port's lines (listening, a local connection given up, stopped
+// listening) name the port's own tunnel, not the one that started the
+// session.
+func TestApplierLogsPortsByTunnel(t *testing.T) {
+	leakcheck.Check(t)
+	// A file, which the applier's goroutines may write while the test reads.
+	logs, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	a := startApplier(t, newFakeClient(), Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), ConnectWait: time.Millisecond})
+	db := onIPv4(sp("db", "dev", 0, 5432))
+	cache := onIPv4(sp("cache", "dev", 0, 6379))
+	cache.Session = db.Session
+	apply(t, a, reconcile.Plan{Start: []config.Spec{db}})
+	apply(t, a, reconcile.Plan{Keep: []config.Spec{db}, Start: []config.Spec{cache}})
+	// No pod is Ready: the connection waits ConnectWait, then is given up
+	// (it may be reset before the dial returns).
+	if c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(statusOf(t, a, cache).LocalPort))); err == nil {
+		defer c.Close()
+	}
+	until(t, "the connection to be given up", func() bool { return statusOf(t, a, cache).Stats.Failed > 0 })
+	apply(t, a, reconcile.Plan{Keep: []config.Spec{db}, Stop: []config.Spec{cache}})
+
+	out, err := os.ReadFile(logs.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for line := range strings.Lines(string(out)) {
+		if !strings.Contains(line, "remote=6379") {
+			continue
+		}
+		if !strings.Contains(line, "tunnel=cache") {
+			t.Errorf("a line about cache's port names another tunnel: %s", line)
+		}
+		_, msg, _ := strings.Cut(line, "msg=")
+		msg, _, _ = strings.Cut(msg, " context=")
+		msgs = append(msgs, msg)
+	}
+	want := []string{"listening", `"closing local connection: no connection to the pod"`, `"stopped listening"`}
+	if !slices.Equal(msgs, want) {
+		t.Errorf("lines about cache's port: %q, want %q", msgs, want)
 	}
 }

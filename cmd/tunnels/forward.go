@@ -134,7 +134,7 @@ func runForward(ctx context.Context, e *env, args []string) int {
 		l, err := forward.Listen(addresses, spec.Local)
 		if err == nil {
 			var p *forward.Port
-			p, err = s.AddPort(l, forward.RemotePort(spec.Remote))
+			p, err = s.AddPort(l, forward.RemotePort(spec.Remote), forward.PortOptions{})
 			ports = append(ports, p)
 		}
 		if err != nil {

@@ -53,7 +53,7 @@ func startTrustSession(t testing.TB, up forward.Upgrader, conn forward.Options, 
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := s.AddPort(l, forward.RemotePort{Number: r})
+		p, err := s.AddPort(l, forward.RemotePort{Number: r}, forward.PortOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -361,7 +361,7 @@ func TestShutdownIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddPort(l, forward.RemotePort{Number: 80}); err != nil {
+	if _, err := s.AddPort(l, forward.RemotePort{Number: 80}, forward.PortOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
