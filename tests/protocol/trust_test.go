@@ -157,7 +157,7 @@ func TestRemoteErrorAfterDataResetsLocal(t *testing.T) {
 // middle of a 64 MiB download, while 10 other connections of the same
 // session echo 64 KiB every 50 ms: five opened before the pause and kept,
 // five new for every round. The paused reader must lose nothing, and the
-// others must keep every round trip under 500 ms and at least 80% of the
+// others must keep every round trip under 2 s and at least 80% of the
 // rate they had in a baseline measured just before, without the paused
 // reader. (The rounds are paced rather than run flat out so that the rate
 // measures whether a connection keeps flowing, not how busy the machine
@@ -172,7 +172,10 @@ func TestPausedReaderDoesNotStallOthers(t *testing.T) {
 		flows    = 10
 		chunk    = 64 << 10
 		every    = 50 * time.Millisecond
-		maxRTT   = 500 * time.Millisecond
+		// maxRTT is far below the pause: a stalled connection stalls for
+		// all of it. Round trips of up to 1.2 s were seen on a loaded
+		// 2-CPU machine with nothing stalled, so the bound leaves room.
+		maxRTT   = 2 * time.Second
 		minRatio = 0.8
 	)
 	source := testnet.Serve(t, func(c *net.TCPConn) {
