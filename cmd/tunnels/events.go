@@ -18,7 +18,7 @@ const eventKeep = 50
 // keeps the recent records as short lines for people, as docker compose
 // shows its events,
 //
-//	12:03:41 db  reconnected to pod db-7c9f (was db-5d2a)
+//	12:03:41 db  reconnected to pod db-7c9f over websocket (was db-5d2a)
 //
 // with the time, the tunnel, the message and only the attributes a reader
 // needs (pod, local address, delay, error) woven into the sentence: no
@@ -112,15 +112,18 @@ func (h *eventLog) Handle(_ context.Context, r slog.Record) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	text := r.Message
+	// The session logs "connected over websocket" (or spdy).
+	via, connected := strings.CutPrefix(r.Message, "connected")
+	connected = connected && (via == "" || strings.HasPrefix(via, " over "))
 	switch {
-	case r.Message == "connected" && a.pod != "":
+	case connected && a.pod != "":
 		switch was := st.pods[a.tunnel]; was {
 		case "":
-			text = "connected to pod " + a.pod
+			text = "connected to pod " + a.pod + via
 		case a.pod:
-			text = "reconnected to pod " + a.pod
+			text = "reconnected to pod " + a.pod + via
 		default:
-			text = "reconnected to pod " + a.pod + " (was " + was + ")"
+			text = "reconnected to pod " + a.pod + via + " (was " + was + ")"
 		}
 		st.pods[a.tunnel] = a.pod
 	case a.pod != "":
@@ -143,7 +146,7 @@ func (h *eventLog) Handle(_ context.Context, r slog.Record) error {
 		if st.entries[i].tunnel != a.tunnel {
 			continue
 		}
-		if st.entries[i].key == e.key && r.Message != "connected" {
+		if st.entries[i].key == e.key && !connected {
 			e.n += st.entries[i].n
 			st.entries = slices.Delete(st.entries, i, i+1)
 		}

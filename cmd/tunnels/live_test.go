@@ -102,7 +102,7 @@ func TestEventLogLines(t *testing.T) {
 	emit(db, slog.LevelInfo, "listening", "local", "127.0.0.1:5432,[::1]:5432", "remote", "5432")
 	emit(log, slog.LevelInfo, "config applied", "file", "tunnels.yaml", "cause", "start", "start", 1, "stop", 0, "keep", 0, "retry", false)
 	emit(db, slog.LevelInfo, "connected", "pod", "shop/db-5d2a")
-	emit(db, slog.LevelInfo, "connected", "pod", "shop/db-7c9f")
+	emit(db, slog.LevelInfo, "connected over websocket", "pod", "shop/db-7c9f")
 	for _, d := range []time.Duration{400 * time.Millisecond, 900 * time.Millisecond, 1800 * time.Millisecond} {
 		emit(db, slog.LevelWarn, "connect to pod failed; retrying", "err", errors.New("no ready pod\nat all"), "delay", d)
 	}
@@ -113,7 +113,7 @@ func TestEventLogLines(t *testing.T) {
 		"12:03:41 db                listening on localhost:5432->5432",
 		"12:03:41                   config applied (1 started, 0 stopped)",
 		"12:03:41 db                connected to pod db-5d2a",
-		"12:03:41 db                reconnected to pod db-7c9f (was db-5d2a)",
+		"12:03:41 db                reconnected to pod db-7c9f over websocket (was db-5d2a)",
 		"12:03:41 db                connect to pod failed; retrying in 1.8s (x3): no ready pod at all",
 		"12:03:41 a-very-long-tun…  connected to pod x",
 	}
