@@ -239,6 +239,18 @@ func (p *pair) run() error {
 	// other (which costs client-go two round trips per connection): the
 	// server handles a SYN_STREAM before any later frame of that stream, so
 	// data may follow the SYN_STREAM at once.
+	// The two SYN_STREAMs and the error stream's FIN go out in one write.
+	c.wire.w.cork()
+	corked := true
+	uncork := func() {
+		if corked {
+			corked = false
+			if err := c.wire.w.uncork(); err != nil {
+				c.lost("write: %v", err)
+			}
+		}
+	}
+	defer uncork()
 	es, err := c.spdy.CreateStream(p.headers(streamTypeError), nil, false)
 	if err != nil {
 		// Nothing was sent. A Conn that cannot open streams (ids used up,
@@ -252,6 +264,7 @@ func (p *pair) run() error {
 	// We never write on the error stream.
 	_ = es.Close()
 	ds, err := c.spdy.CreateStream(p.headers(streamTypeData), nil, false)
+	uncork()
 	if err != nil {
 		c.stale("create stream: %v", err)
 		p.wg.Add(1)
