@@ -2,7 +2,13 @@
 
 package forward
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // waitReadable cannot wait without a buffer here; it reports readable.
 func waitReadable(c net.Conn) error { return nil }
+
+// writeNow cannot write without waiting here; it writes nothing.
+func writeNow(rc syscall.RawConn, b []byte) int { return 0 }
