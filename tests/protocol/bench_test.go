@@ -114,6 +114,11 @@ type benchClient struct {
 	addrs map[int]string // remote port → address to dial
 }
 
+// serverPID is the child process serving the kubelet and the targets,
+// whose CPU time the cases report too: where the server uses more, the
+// server is the bound.
+var serverPID int
+
 // The child process: the kubelet's server code and the targets.
 
 const benchKubeletEnv = "TUNNELS_PROTOCOL_BENCH_KUBELET"
@@ -155,6 +160,7 @@ func startBenchKubelet(b *testing.B) benchServer {
 		stdin.Close()
 		cmd.Wait()
 	})
+	serverPID = cmd.Process.Pid
 	var srv benchServer
 	if err := json.NewDecoder(bufio.NewReader(stdout)).Decode(&srv); err != nil {
 		b.Fatalf("read the bench kubelet's address: %v", err)
@@ -421,6 +427,26 @@ func parallel(n int, op func() error) error {
 	return nil
 }
 
+// serverCPU returns the CPU time the server process has used, user and
+// system, at the kernel's clock-tick resolution (10 ms), or 0 if it cannot
+// be told.
+func serverCPU() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", serverPID))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command, which is in parentheses: utime and stime
+	// are fields 14 and 15 of the line, 12 and 13 after the ")".
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
 // cpuTime returns the CPU time this process has used, user and system.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -442,24 +468,28 @@ func runCase(b *testing.B, sz benchSizes, name string, addrs map[int]string, s s
 		if name == "up" {
 			op, port = upload, portSink
 		}
-		cpu, start := cpuTime(), time.Now()
+		cpu, scpu, start := cpuTime(), serverCPU(), time.Now()
 		if err := op(addrs[port], sz.transfer); err != nil {
 			fail(err)
 		}
 		s[name+"/MB/s"] = mb(sz.transfer, time.Since(start))
 		s["cpu"] += (cpuTime() - cpu).Seconds()
+		s[name+"/server-cpu-s/GiB"] = (serverCPU() - scpu).Seconds() / (float64(sz.transfer) / (1 << 30))
 	case "rtt":
+		scpu := serverCPU()
 		lat, err := pingPong(addrs[portEcho], sz.pings)
 		if err != nil {
 			fail(err)
 		}
+		s["rtt/server-cpu-µs/ping"] = us(serverCPU()-scpu) / float64(sz.pings)
 		s["rtt/p50-µs"], s["rtt/p99-µs"] = us(percentile(lat, 50)), us(percentile(lat, 99))
 	case "connect":
-		start := time.Now()
+		scpu, start := serverCPU(), time.Now()
 		lat, err := connect(addrs[portEcho], sz.conns)
 		if err != nil {
 			fail(err)
 		}
+		s["connect/server-cpu-µs/conn"] = us(serverCPU()-scpu) / float64(sz.conns)
 		s["connect/conn/s"] = float64(sz.conns) / time.Since(start).Seconds()
 		s["connect/p50-µs"], s["connect/p99-µs"] = us(percentile(lat, 50)), us(percentile(lat, 99))
 	case "parallel-down", "parallel-up":
@@ -596,7 +626,7 @@ func runTable(b *testing.B, sz benchSizes, clients []benchClient, cases []string
 
 func (r *benchResult) print(w io.Writer) {
 	fmt.Fprintf(w, "\nport-forward through the kubelet's server code (TLS), medians of %d repetitions (%s)\n", r.Reps, r.Sizes)
-	fmt.Fprintf(w, "%-14s %-14s %10s %10s %10s %10s %10s %6s\n", "case", "metric", "direct", "client-go", "tunnels", "/client-go", "/direct", "goal")
+	fmt.Fprintf(w, "%-14s %-22s %10s %10s %10s %10s %10s %6s\n", "case", "metric", "direct", "client-go", "tunnels", "/client-go", "/direct", "goal")
 	for _, row := range r.Rows {
 		ratio := func(k string) string {
 			if v, ok := row.Ratio[k]; ok {
@@ -604,7 +634,7 @@ func (r *benchResult) print(w io.Writer) {
 			}
 			return "-"
 		}
-		fmt.Fprintf(w, "%-14s %-14s %10.1f %10.1f %10.1f %10s %10s %6s\n", row.Case, row.Metric,
+		fmt.Fprintf(w, "%-14s %-22s %10.1f %10.1f %10.1f %10s %10s %6s\n", row.Case, row.Metric,
 			row.Median["direct"], row.Median["client-go"], row.Median["tunnels"], ratio("client-go"), ratio("direct"), row.Goal)
 	}
 }
