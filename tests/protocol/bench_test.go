@@ -476,20 +476,22 @@ func runCase(b *testing.B, sz benchSizes, name string, addrs map[int]string, s s
 		s["cpu"] += (cpuTime() - cpu).Seconds()
 		s[name+"/server-cpu-s/GiB"] = (serverCPU() - scpu).Seconds() / (float64(sz.transfer) / (1 << 30))
 	case "rtt":
-		scpu := serverCPU()
+		cpu, scpu := cpuTime(), serverCPU()
 		lat, err := pingPong(addrs[portEcho], sz.pings)
 		if err != nil {
 			fail(err)
 		}
 		s["rtt/server-cpu-µs/ping"] = us(serverCPU()-scpu) / float64(sz.pings)
+		s["rtt/client-cpu-µs/ping"] = us(cpuTime()-cpu) / float64(sz.pings)
 		s["rtt/p50-µs"], s["rtt/p99-µs"] = us(percentile(lat, 50)), us(percentile(lat, 99))
 	case "connect":
-		scpu, start := serverCPU(), time.Now()
+		cpu, scpu, start := cpuTime(), serverCPU(), time.Now()
 		lat, err := connect(addrs[portEcho], sz.conns)
 		if err != nil {
 			fail(err)
 		}
 		s["connect/server-cpu-µs/conn"] = us(serverCPU()-scpu) / float64(sz.conns)
+		s["connect/client-cpu-µs/conn"] = us(cpuTime()-cpu) / float64(sz.conns)
 		s["connect/conn/s"] = float64(sz.conns) / time.Since(start).Seconds()
 		s["connect/p50-µs"], s["connect/p99-µs"] = us(percentile(lat, 50)), us(percentile(lat, 99))
 	case "parallel-down", "parallel-up":
@@ -572,11 +574,19 @@ func runTable(b *testing.B, sz benchSizes, clients []benchClient, cases []string
 		// The client's CPU per GiB moved: this process's CPU for the two
 		// transfers, less the load generator's (what direct used).
 		gib := float64(2*sz.transfer) / (1 << 30)
-		for _, c := range clients {
+		// Likewise the client's CPU per round trip and per connection.
+		for _, c := range slices.Backward(clients) {
 			if cpu, ok := got[c.name]["cpu"]; ok {
 				got[c.name]["cpu/s-per-GiB"] = (cpu - got["direct"]["cpu"]) / gib
 				delete(got[c.name], "cpu")
 			}
+			for k, v := range got[c.name] {
+				if strings.Contains(k, "/client-cpu-") {
+					got[c.name][k] = v - got["direct"][k]
+				}
+			}
+		}
+		for _, c := range clients {
 			samples[c.name] = append(samples[c.name], got[c.name])
 		}
 	}
