@@ -204,6 +204,7 @@ type pair struct {
 	// after the goroutines ended.
 	sent     []byte
 	localEOF bool        // local finished sending; like sent
+	earlyErr error       // sendEarly's write failed; send reports it
 	overflow atomic.Bool // too much was sent, or data came back: no retry
 
 	quit     chan struct{} // closed when run has decided the outcome
@@ -244,7 +245,8 @@ func (p *pair) run() error {
 	// other (which costs client-go two round trips per connection): the
 	// server handles a SYN_STREAM before any later frame of that stream, so
 	// data may follow the SYN_STREAM at once.
-	// The two SYN_STREAMs and the error stream's FIN go out in one write.
+	// The two SYN_STREAMs, the error stream's FIN and whatever the local
+	// client has sent already go out in one write.
 	c.wire.w.cork()
 	corked := true
 	uncork := func() {
@@ -269,8 +271,8 @@ func (p *pair) run() error {
 	// We never write on the error stream.
 	_ = es.Close()
 	ds, err := c.spdy.CreateStream(p.headers(streamTypeData), nil, false)
-	uncork()
 	if err != nil {
+		uncork()
 		c.stale("create stream: %v", err)
 		p.wg.Add(1)
 		go p.readErrors() // still owns the error stream's reply
@@ -283,6 +285,8 @@ func (p *pair) run() error {
 	p.data = ds
 	c.wire.ends.watch(ds.Identifier())
 	defer c.wire.ends.forget(ds.Identifier())
+	p.sendEarly()
+	uncork()
 
 	p.wg.Add(4)
 	go p.readErrors()
@@ -707,11 +711,38 @@ func (p *pair) halfCloseLocal() error {
 	return nil
 }
 
+// sendEarly sends what the local client has sent already, if anything,
+// with the frames that open the pair (under their cork): one TLS record
+// and one frame read fewer for the server per connection whose client
+// speaks first. It reads without waiting, before send starts, and send
+// carries on from there.
+func (p *pair) sendEarly() {
+	if p.localRaw == nil || len(p.rp.sent) > 0 || p.rp.eof {
+		return
+	}
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	n := readNow(p.localRaw, *bp)
+	if n == 0 {
+		return
+	}
+	p.keep((*bp)[:n])
+	if err := p.data.WriteData((*bp)[:n], false); err != nil {
+		p.earlyErr = err
+		return
+	}
+	p.stats.out(n)
+}
+
 // send copies the local connection to the data stream in frames of up to
 // copyBufferSize, after what earlier attempts sent, and half-closes the
 // stream at local EOF.
 func (p *pair) send() {
 	defer p.wg.Done()
+	if p.earlyErr != nil {
+		p.upC <- p.c.streamErr(p.earlyErr)
+		return
+	}
 	if len(p.rp.sent) > 0 {
 		if err := p.data.WriteData(p.rp.sent, false); err != nil {
 			p.upC <- p.c.streamErr(err)
