@@ -40,7 +40,7 @@
 // Memory bounds, with the defaults: per stream, 256 KiB of received data
 // plus one frame (the kubelet sends at most 32 KiB), and one 128 KiB read
 // buffer from a pool while local data is being sent or spilled data read
-// back; per SPDY connection, that times its streams, plus a 64 KiB read
+// back; per SPDY connection, that times its streams, plus a 16 KiB read
 // buffer, a frame writer buffer of up to 256 KiB (and, only while a
 // write is under way, frames held by a cork, up to 64 KiB, and package
 // kube's pooled batch of TLS records), and from the first

