@@ -42,6 +42,7 @@ type streamBuffer struct {
 	fileErr error    // creating or writing the spill file failed: no more spilling
 	fileR   int64    // the spill file holds [fileR, fileW)
 	fileW   int64
+	out     int   // batches taken and not released yet
 	waiting bool  // a push is blocked on a full buffer
 	eof     bool  // no more pushes; err says why
 	err     error // io.EOF for a clean end
@@ -184,6 +185,7 @@ func (b *streamBuffer) take() (batch, error) {
 			bt.size += int64(len(c))
 		}
 		b.chunks = nil
+		b.out++
 		return bt, nil
 	case b.fileW > b.fileR:
 		bp := spillBuffers.Get().(*[]byte)
@@ -200,6 +202,7 @@ func (b *streamBuffer) take() (batch, error) {
 			_ = b.file.Truncate(0)
 		}
 		b.cond.Broadcast()
+		b.out++
 		return batch{chunks: [][]byte{(*bp)[:n]}, pooled: bp}, nil
 	}
 	return batch{}, b.err
@@ -208,14 +211,25 @@ func (b *streamBuffer) take() (batch, error) {
 // release gives back a batch that take returned and that has been
 // written, letting a blocked push continue.
 func (b *streamBuffer) release(bt batch) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.out--
 	if bt.pooled != nil {
 		spillBuffers.Put(bt.pooled)
 		return
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.memSize -= bt.size
 	b.cond.Broadcast()
+}
+
+// empty reports whether nothing waits in the buffer and nothing taken is
+// still being written out. The pusher may then write to the local
+// connection itself, without a hop to the taker: the pusher is the only
+// one that adds, so the taker has nothing until it pushes again.
+func (b *streamBuffer) empty() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.chunks) == 0 && b.out == 0 && b.fileW == b.fileR && !b.eof && !b.aborted
 }
 
 // buffered returns how many bytes wait in memory and on disk.

@@ -176,3 +176,42 @@ func TestStreamBufferAbortWakesEveryone(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamBufferEmpty: the pusher may write to the local connection
+// itself (pair.writeNow) only while nothing waits and nothing taken is
+// still being written, in memory or read back from the spill file.
+func TestStreamBufferEmpty(t *testing.T) {
+	b := newStreamBuffer(1, 1<<20)
+	defer b.abort()
+	check := func(when string, want bool) {
+		t.Helper()
+		if got := b.empty(); got != want {
+			t.Errorf("%s: empty() = %v, want %v", when, got, want)
+		}
+	}
+	check("new", true)
+	b.push([]byte("ab"), nil)
+	check("after a push", false)
+	bt, _ := b.take()
+	check("taken, not released", false)
+	b.release(bt)
+	check("released", true)
+
+	b.push([]byte("cd"), nil)
+	b.push([]byte("ef"), nil) // memory full: spilled after the grace
+	if _, disk := b.buffered(); disk == 0 {
+		t.Fatal("nothing spilled; the test needs the spill file")
+	}
+	bt, _ = b.take() // memory
+	b.release(bt)
+	check("memory drained, spill file not", false)
+	bt, _ = b.take() // the spill file, drained by this take
+	if string(bt.chunks[0]) != "ef" || bt.pooled == nil {
+		t.Fatalf("second take = %q (pooled %v), want ef from the spill file", bt.chunks[0], bt.pooled != nil)
+	}
+	check("spill file drained, its data not written yet", false)
+	b.release(bt)
+	check("everything released", true)
+	b.closeWrite(nil)
+	check("ended", false)
+}

@@ -51,8 +51,10 @@
 // Memory bounds, with the defaults: per stream, 256 KiB of received data
 // plus one frame (the kubelet sends at most 32 KiB), and one 128 KiB read
 // buffer from a pool while local data is being sent or spilled data read
-// back; per SPDY connection, that times its streams, plus a 64 KiB read
-// buffer, a frame writer buffer of up to 256 KiB, and from the first
+// back; per SPDY connection, that times its streams, plus a 16 KiB read
+// buffer, a frame writer buffer of up to 256 KiB (and, only while a
+// write is under way, frames held by a cork, up to 64 KiB, and package
+// kube's pooled batch of TLS records), and from the first
 // reply a zlib reader of about 45 KB for the server's header blocks
 // (spdystream's own header compression, an 800 KB zlib writer per
 // connection, is turned off: headers.go); over WebSocket also the
@@ -61,12 +63,53 @@
 // times its connections (one, plus any draining after a move). Disk: up to
 // SpillLimit per stream, only while its reader is behind. An idle
 // connection holds no data buffer: its local reads wait for readability
-// before taking one (BenchmarkIdleConnections measures about 29 KiB per
-// idle connection, two thirds of it the stacks of its five goroutines).
+// before taking one (BenchmarkIdleConnections measures 23-29 KiB per
+// idle connection, half or more of it the stacks of its five goroutines).
 //
 // The kubelet's side of the same problem (a pod that does not read what we
 // send stalls the kubelet's frame workers for that connection) cannot be
 // fixed from the client.
+//
+// # Where the time goes
+//
+// Against the kubelet's own server code (make bench, tests/protocol
+// BenchmarkTable, which also reports each side's CPU), the client is the
+// bound for uploads and its own CPU; downloads and connection setup are
+// bound by the server, round trips by both. What the client does about
+// its part:
+//   - One write(2) per frame, or per burst. crypto/tls writes every record
+//     (16 KiB at most) with its own syscall; package kube puts a batching
+//     connection under TLS (writeBatcher) and the frame writer runs each
+//     write as one batch. A new local connection's two SYN_STREAMs, the
+//     error stream's FIN and whatever the local client already sent leave
+//     corked, in one write and one TLS record (frameWriter.cork,
+//     pair.sendEarly).
+//   - One goroutine hop fewer per small received frame: while the stream
+//     buffer is empty, the goroutine that receives a frame of up to 8 KiB
+//     writes it to the local socket without waiting (pair.writeNow).
+//
+// What is left was measured before deciding to keep spdystream (make
+// bench, medians of 5, 2 CPUs shared by client and server): per 1-byte
+// round trip the client uses about 110 µs of CPU, as client-go does, and
+// the kubelet's code 130 µs; per new connection the client 370 µs
+// (client-go 750) and the server 565 µs (client-go 835). A round-trip
+// profile of the client is half syscalls and a quarter futex and
+// scheduler: the kubelet writes each frame as three TLS records, so the
+// frame reader wakes up to three times per frame, and then each received
+// frame is allocated (spdy.Framer), queued in a PriorityFrameQueue (mutex,
+// sync.Cond, heap), handed to one of five frame workers and from there
+// over an unbuffered channel to our receive goroutine, and every frame
+// read or written also wakes the idleAwareFramer's monitor goroutine, even
+// with no idle timeout. The round-trip goal (0.7x client-go) needs the
+// client's share cut by more than half, which the wake-ups inside
+// spdystream prevent; the connection goal (2x) is below what the server
+// alone uses per connection here. The way forward, when it is worth it, is
+// our own connection logic on spdystream's spdy framer rather than a
+// wrapper: the wire layer already parses every frame header (endTracker),
+// and could hand the DATA frames of our streams straight to their stream
+// buffers, giving spdystream only control frames (or replacing it). The
+// monitor's wake-up per frame is a small upstream patch (signal only when
+// an idle timeout is set).
 //
 // # Failures and retries
 //

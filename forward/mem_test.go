@@ -15,34 +15,16 @@ import (
 	"github.com/tunnels-dev/tunnels/internal/testnet"
 )
 
-// serverTB is the little of testing.TB the fake kubelet and testnet use,
-// for running them outside a test (in the child process of
-// BenchmarkIdleConnections). Other methods are not expected to be called.
-type serverTB struct {
-	testing.TB
-	cleanups []func()
-}
-
-func (s *serverTB) Helper()                        {}
-func (s *serverTB) Cleanup(f func())               { s.cleanups = append(s.cleanups, f) }
-func (s *serverTB) Errorf(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
-func (s *serverTB) Fatalf(format string, a ...any) {
-	fmt.Fprintf(os.Stderr, format+"\n", a...)
-	os.Exit(1)
-}
-
 // fakeKubeletEnv makes the test binary serve a fake kubelet with an echo
 // target on port 80, print its address, and exit when stdin closes.
 const fakeKubeletEnv = "TUNNELS_FORWARD_FAKE_KUBELET"
 
 func serveFakeKubeletProcess() {
-	tb := &serverTB{}
+	tb := &testnet.ProcessTB{}
 	k := newFakeKubelet(tb, map[int]string{80: testnet.Echo(tb)})
 	fmt.Println(k.srv.Listener.Addr().String())
 	io.Copy(io.Discard, os.Stdin)
-	for i := len(tb.cleanups) - 1; i >= 0; i-- {
-		tb.cleanups[i]()
-	}
+	tb.Close()
 }
 
 // BenchmarkIdleConnections reports the client memory (Go heap in use plus

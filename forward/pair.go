@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/moby/spdystream"
@@ -147,6 +148,9 @@ func (c *Conn) forward(ctx context.Context, local net.Conn, remotePort int, extr
 	if rp.sent != nil {
 		p.sent = append(make([]byte, 0, len(rp.sent)), rp.sent...)
 	}
+	if sc, ok := local.(syscall.Conn); ok {
+		p.localRaw, _ = sc.SyscallConn()
+	}
 	err = p.run()
 	c.Stats.Active.Add(-1)
 	// A connection cut by its owner's shutdown, or retried elsewhere, has
@@ -189,6 +193,7 @@ type pair struct {
 	stats  counterSet
 	rp     replay
 
+	localRaw        syscall.RawConn // local's socket, for writeNow; nil if none
 	errStream, data *spdystream.Stream
 	buf             *streamBuffer
 	finSent         atomic.Bool // the data stream's write side was closed
@@ -199,6 +204,7 @@ type pair struct {
 	// after the goroutines ended.
 	sent     []byte
 	localEOF bool        // local finished sending; like sent
+	earlyErr error       // sendEarly's write failed; send reports it
 	overflow atomic.Bool // too much was sent, or data came back: no retry
 
 	quit     chan struct{} // closed when run has decided the outcome
@@ -239,6 +245,19 @@ func (p *pair) run() error {
 	// other (which costs client-go two round trips per connection): the
 	// server handles a SYN_STREAM before any later frame of that stream, so
 	// data may follow the SYN_STREAM at once.
+	// The two SYN_STREAMs, the error stream's FIN and whatever the local
+	// client has sent already go out in one write.
+	c.wire.w.cork()
+	corked := true
+	uncork := func() {
+		if corked {
+			corked = false
+			if err := c.wire.w.uncork(); err != nil {
+				c.lost("write: %v", err)
+			}
+		}
+	}
+	defer uncork()
 	es, err := c.spdy.CreateStream(p.headers(streamTypeError), nil, false)
 	if err != nil {
 		// Nothing was sent. A Conn that cannot open streams (ids used up,
@@ -253,6 +272,7 @@ func (p *pair) run() error {
 	_ = es.Close()
 	ds, err := c.spdy.CreateStream(p.headers(streamTypeData), nil, false)
 	if err != nil {
+		uncork()
 		c.stale("create stream: %v", err)
 		p.wg.Add(1)
 		go p.readErrors() // still owns the error stream's reply
@@ -265,6 +285,8 @@ func (p *pair) run() error {
 	p.data = ds
 	c.wire.ends.watch(ds.Identifier())
 	defer c.wire.ends.forget(ds.Identifier())
+	p.sendEarly()
+	uncork()
 
 	p.wg.Add(4)
 	go p.readErrors()
@@ -605,11 +627,34 @@ func (p *pair) receive() {
 		}
 		if len(b) > 0 {
 			p.gotData.Store(true)
-			if !p.buf.push(b, p.c.blockedReader) {
+			b = p.writeNow(b)
+			if len(b) > 0 && !p.buf.push(b, p.c.blockedReader) {
 				return
 			}
 		}
 	}
+}
+
+// maxWriteNow is the largest frame writeNow writes itself. Larger frames
+// are bulk transfer, where deliver writing one frame while receive takes
+// the next keeps spdystream's frame worker (which waits for receive)
+// moving, and the hop saved is lost in the copy: 100 concurrent downloads
+// measured 245/277 MB/s written here against 289/284 through deliver,
+// within this machine's noise but not better.
+const maxWriteNow = 8 << 10
+
+// writeNow writes to the local connection as much of b as its socket
+// takes without waiting, if b is small and nothing else waits to be
+// delivered, and returns the rest. A local reader that keeps up so gets a
+// small frame from the goroutine that received it, one goroutine hop fewer
+// than through deliver; the rest goes through the buffer as before.
+func (p *pair) writeNow(b []byte) []byte {
+	if p.localRaw == nil || len(b) > maxWriteNow || !p.buf.empty() {
+		return b
+	}
+	n := writeNow(p.localRaw, b)
+	p.stats.in(n)
+	return b[n:]
 }
 
 // deliver writes buffered data to the local connection. When the pod's
@@ -666,11 +711,38 @@ func (p *pair) halfCloseLocal() error {
 	return nil
 }
 
+// sendEarly sends what the local client has sent already, if anything,
+// with the frames that open the pair (under their cork): one TLS record
+// and one frame read fewer for the server per connection whose client
+// speaks first. It reads without waiting, before send starts, and send
+// carries on from there.
+func (p *pair) sendEarly() {
+	if p.localRaw == nil || len(p.rp.sent) > 0 || p.rp.eof {
+		return
+	}
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	n := readNow(p.localRaw, *bp)
+	if n == 0 {
+		return
+	}
+	p.keep((*bp)[:n])
+	if err := p.data.WriteData((*bp)[:n], false); err != nil {
+		p.earlyErr = err
+		return
+	}
+	p.stats.out(n)
+}
+
 // send copies the local connection to the data stream in frames of up to
 // copyBufferSize, after what earlier attempts sent, and half-closes the
 // stream at local EOF.
 func (p *pair) send() {
 	defer p.wg.Done()
+	if p.earlyErr != nil {
+		p.upC <- p.c.streamErr(p.earlyErr)
+		return
+	}
 	if len(p.rp.sent) > 0 {
 		if err := p.data.WriteData(p.rp.sent, false); err != nil {
 			p.upC <- p.c.streamErr(err)

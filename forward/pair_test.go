@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/spdystream/spdy"
 
 	"github.com/tunnels-dev/tunnels/internal/leakcheck"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
@@ -511,5 +515,95 @@ func TestForwardCanceled(t *testing.T) {
 	wantReset(t, client, "the local connection after cancel")
 	if c.Err() != nil {
 		t.Errorf("Conn ended with a canceled Forward: %v", c.Err())
+	}
+}
+
+// recordingUpgrader records every write on the connections it upgrades.
+type recordingUpgrader struct {
+	Upgrader
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+type recordingConn struct {
+	net.Conn
+	u *recordingUpgrader
+}
+
+func (c recordingConn) Write(p []byte) (int, error) {
+	c.u.mu.Lock()
+	c.u.writes = append(c.u.writes, bytes.Clone(p))
+	c.u.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (u *recordingUpgrader) Upgrade(ctx context.Context, method, path string, h http.Header) (net.Conn, http.Header, error) {
+	c, rh, err := u.Upgrader.Upgrade(ctx, method, path, h)
+	if err != nil {
+		return nil, nil, err
+	}
+	return recordingConn{Conn: c, u: u}, rh, nil
+}
+
+// TestForwardOpensInOneWrite: a local client that has spoken before its
+// connection is forwarded gets its streams opened and its first bytes
+// sent in one write: SYN_STREAM (error), its FIN, SYN_STREAM (data) and
+// the data.
+func TestForwardOpensInOneWrite(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
+	up := &recordingUpgrader{Upgrader: k.upgrader()}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, up, "default", "web", Options{PingInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+
+	client, server := tcpPair(t)
+	if _, err := client.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitReadable(server); err != nil { // the bytes are there
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Forward(t.Context(), server, 80) }()
+	client.SetDeadline(time.Now().Add(echoTimeout))
+	echo := make([]byte, 5)
+	if _, err := io.ReadFull(client, echo); err != nil || string(echo) != "hello" {
+		t.Fatalf("echo %q, %v; want hello", echo, err)
+	}
+	client.CloseWrite()
+	if rest, err := io.ReadAll(client); err != nil || len(rest) > 0 {
+		t.Fatalf("after the echo: %q, %v; want a clean EOF", rest, err)
+	}
+	if err := waitResult(t, done); err != nil {
+		t.Fatalf("Forward = %v, want nil", err)
+	}
+
+	up.mu.Lock()
+	first := up.writes[0]
+	up.mu.Unlock()
+	framer, err := spdy.NewFramer(io.Discard, bytes.NewReader(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		f, err := framer.ReadFrame()
+		if err != nil {
+			break
+		}
+		name := typeName(f)
+		if d, ok := f.(*spdy.DataFrame); ok {
+			name = fmt.Sprintf("data(%d,%q,fin=%v)", d.StreamId, d.Data, d.Flags&spdy.DataFlagFin != 0)
+		}
+		got = append(got, name)
+	}
+	want := []string{"syn_stream", `data(1,"",fin=true)`, "syn_stream", `data(3,"hello",fin=false)`}
+	if !slices.Equal(got, want) {
+		t.Errorf("first write carries %v, want %v", got, want)
 	}
 }

@@ -31,3 +31,31 @@ func waitReadable(c net.Conn) error {
 	})
 	return err
 }
+
+// writeNow writes as much of b to rc's socket as it takes without waiting
+// and returns how much that was: 0 if the socket's send buffer is full, or
+// on any error (the caller's blocking write will meet the error again).
+func writeNow(rc syscall.RawConn, b []byte) int {
+	n := 0
+	_ = rc.Write(func(fd uintptr) bool {
+		if k, err := syscall.Write(int(fd), b); err == nil && k > 0 {
+			n = k
+		}
+		return true // one attempt: never wait for writability
+	})
+	return n
+}
+
+// readNow reads what rc's socket holds into b without waiting and returns
+// how much that was: 0 if nothing is there yet, at EOF, or on any error
+// (the caller's blocking read will meet the EOF or error again).
+func readNow(rc syscall.RawConn, b []byte) int {
+	n := 0
+	_ = rc.Read(func(fd uintptr) bool {
+		if k, err := syscall.Read(int(fd), b); err == nil && k > 0 {
+			n = k
+		}
+		return true // one attempt: never wait for readability
+	})
+	return n
+}

@@ -14,8 +14,11 @@ import (
 // reads each frame as two 4-byte words and then the payload; without a
 // buffer that is three read(2) calls per frame (docs/protocol.md §13.1).
 // Payloads larger than the buffer are read straight into the framer's
-// slice, so this costs no extra copy for them.
-const readBufferSize = 64 << 10
+// slice, so this costs no extra copy for them: 16 KiB, below the
+// kubelet's 32 KiB frames, so that a download's payloads go from TLS's
+// record straight to the frame (64 KiB copied every payload once more:
+// runtime.memmove 0.25 s against 0.18 s per GiB down).
+const readBufferSize = 16 << 10
 
 // frameHeaderSize is the size of every SPDY/3.1 frame header, control or
 // data: 4 bytes of stream id or version/type, then 1 byte of flags and 3 of
@@ -38,7 +41,31 @@ type wireConn struct {
 func newWireConn(c net.Conn) *wireConn {
 	wc := &wireConn{Conn: c, r: bufio.NewReaderSize(c, readBufferSize)}
 	wc.w.w = c
+	wc.w.batch = findBatcher(c)
 	return wc
+}
+
+// writeBatcher is a connection under TLS that can gather the records of
+// one TLS write into one write(2) (package kube's upgraded connections
+// are). crypto/tls writes each record of at most 16 KiB with its own
+// syscall: eight for a 128 KiB frame, and one for each small frame.
+type writeBatcher interface {
+	WriteBatch(write func() error) error
+}
+
+// findBatcher returns the writeBatcher under c's TLS, or nil.
+func findBatcher(c net.Conn) writeBatcher {
+	for range 8 {
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = u.NetConn()
+		if b, ok := c.(writeBatcher); ok {
+			return b
+		}
+	}
+	return nil
 }
 
 // Read reads from the buffered reader. Bytes the upgrader had already read
@@ -89,12 +116,21 @@ func (c *wireConn) lastReadErr() error {
 //
 // spdystream already serialises frame writes under its own lock; mu makes
 // frameWriter safe on its own anyway.
+//
+// While corked (see cork), complete frames are held and go out together,
+// in one write, at the next uncork: the SYN_STREAMs and FIN that open a
+// forwarded connection, and whatever other streams sent meanwhile, cost
+// one syscall and one TLS record instead of one each.
 type frameWriter struct {
 	mu      sync.Mutex
 	w       io.Writer
-	deflate *deflater // compresses header blocks; nil if spdystream does
-	buf     []byte    // the frame being collected
-	need    int       // the frame's total size once its header is complete
+	batch   writeBatcher // under w's TLS, if any: one syscall per write
+	deflate *deflater    // compresses header blocks; nil if spdystream does
+	buf     []byte       // the frame being collected
+	need    int          // the frame's total size once its header is complete
+	corked  int          // cork depth; held frames wait while it is above 0
+	held    []byte       // complete frames held by a cork
+	err     error        // the first write error: the frame stream is broken
 }
 
 // maxKeptBuffer is the largest buffer kept between frames; a rare larger
@@ -136,7 +172,55 @@ func (f *frameWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// flush writes the collected frame and starts the next one.
+// maxHeld bounds the frames a cork holds; past it they are written.
+const maxHeld = 64 << 10
+
+// cork holds complete frames until the matching uncork, so that a burst
+// goes out in one write. Corks nest; the caller must not wait for the
+// network between cork and uncork (the held frames are not sent yet).
+func (f *frameWriter) cork() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.corked++
+}
+
+// uncork ends a cork and writes every frame held, whoever wrote them:
+// another goroutine's frame is held at most until the uncork of the cork
+// that held it, so nested corks never starve a frame.
+func (f *frameWriter) uncork() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.corked--
+	if len(f.held) == 0 {
+		return f.err
+	}
+	held := f.held
+	f.held = f.held[:0]
+	return f.write(held)
+}
+
+// write writes b, which holds whole frames, in one go.
+func (f *frameWriter) write(b []byte) error {
+	if f.err != nil {
+		return f.err
+	}
+	var err error
+	if f.batch != nil {
+		err = f.batch.WriteBatch(func() error {
+			_, err := f.w.Write(b)
+			return err
+		})
+	} else {
+		_, err = f.w.Write(b)
+	}
+	if err != nil {
+		f.err = err
+	}
+	return err
+}
+
+// flush writes the collected frame, or holds it while corked, and starts
+// the next one.
 func (f *frameWriter) flush() error {
 	frame := f.buf
 	if f.deflate != nil && frame[0]&0x80 != 0 {
@@ -147,7 +231,19 @@ func (f *frameWriter) flush() error {
 			frame = out
 		}
 	}
-	_, err := f.w.Write(frame)
+	var err error
+	switch {
+	case f.corked > 0 && len(f.held)+len(frame) <= maxHeld:
+		f.held = append(f.held, frame...)
+		err = f.err
+	case len(f.held) > 0:
+		f.held = append(f.held, frame...)
+		held := f.held
+		f.held = f.held[:0]
+		err = f.write(held)
+	default:
+		err = f.write(frame)
+	}
 	if cap(f.buf) > maxKeptBuffer {
 		f.buf = nil
 	} else {

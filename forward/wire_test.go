@@ -165,3 +165,107 @@ func TestWireConnKeepsBytesBufferedBeforeIt(t *testing.T) {
 func bufioReaderWith(prefix []byte, r io.Reader) *bufio.Reader {
 	return bufio.NewReader(io.MultiReader(bytes.NewReader(prefix), r))
 }
+
+func TestFrameWriterCork(t *testing.T) {
+	var plain bytes.Buffer
+	plainFramer, _ := spdy.NewFramer(&plain, nil)
+	rec := &writeRecorder{}
+	fw := &frameWriter{w: rec}
+	framer, _ := spdy.NewFramer(fw, nil)
+	small := []spdy.Frame{
+		&spdy.SynStreamFrame{StreamId: 1, Headers: http.Header{"Streamtype": {"error"}}},
+		&spdy.DataFrame{StreamId: 1, Flags: spdy.DataFlagFin},
+		&spdy.SynStreamFrame{StreamId: 3, Headers: http.Header{"Streamtype": {"data"}}},
+	}
+	write := func(f spdy.Frame) {
+		t.Helper()
+		plainFramer.WriteFrame(f)
+		if err := framer.WriteFrame(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	fw.cork()
+	fw.cork() // corks nest
+	for _, f := range small {
+		write(f)
+	}
+	if len(rec.writes) != 0 {
+		t.Fatalf("%d writes while corked, want 0", len(rec.writes))
+	}
+	if err := fw.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	// The inner uncork writes what is held: another corker's frames wait
+	// only until some uncork, never for every cork to end.
+	if len(rec.writes) != 1 {
+		t.Fatalf("after the inner uncork: %d writes, want 1", len(rec.writes))
+	}
+	write(&spdy.PingFrame{Id: 1})
+	if err := fw.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.writes) != 2 {
+		t.Fatalf("after the outer uncork: %d writes, want 2", len(rec.writes))
+	}
+
+	// A frame that would take the held bytes past maxHeld goes out at
+	// once, after what was held, in the same write.
+	fw.cork()
+	write(&spdy.DataFrame{StreamId: 3, Data: []byte("x")})
+	write(&spdy.DataFrame{StreamId: 3, Data: bytes.Repeat([]byte("y"), maxHeld)})
+	if len(rec.writes) != 3 {
+		t.Fatalf("after a frame past maxHeld: %d writes, want 3", len(rec.writes))
+	}
+	if err := fw.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.writes) != 3 {
+		t.Fatalf("uncork with nothing held wrote: %d writes, want 3", len(rec.writes))
+	}
+	if !bytes.Equal(bytes.Join(rec.writes, nil), plain.Bytes()) {
+		t.Fatalf("corked bytes differ from the framer's own output")
+	}
+}
+
+// batchRecorder is a writeBatcher that records which writes a batch held.
+type batchRecorder struct{ batches int }
+
+func (b *batchRecorder) WriteBatch(write func() error) error {
+	b.batches++
+	return write()
+}
+
+func TestFrameWriterBatchesEachWrite(t *testing.T) {
+	rec := &writeRecorder{}
+	br := &batchRecorder{}
+	fw := &frameWriter{w: rec, batch: br}
+	framer, _ := spdy.NewFramer(fw, nil)
+	for _, f := range testFrames() {
+		if err := framer.WriteFrame(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if br.batches != len(rec.writes) || br.batches != len(testFrames()) {
+		t.Fatalf("%d batches for %d writes of %d frames, want one batch per write and frame", br.batches, len(rec.writes), len(testFrames()))
+	}
+}
+
+func TestFrameWriterErrorSticks(t *testing.T) {
+	boom := errors.New("boom")
+	rec := &writeRecorder{}
+	fw := &frameWriter{w: rec}
+	framer, _ := spdy.NewFramer(fw, nil)
+	fw.cork()
+	if err := framer.WriteFrame(&spdy.DataFrame{StreamId: 1, Data: []byte("x")}); err != nil {
+		t.Fatalf("held WriteFrame = %v, want nil", err)
+	}
+	rec.err = boom
+	if err := fw.uncork(); !errors.Is(err, boom) {
+		t.Fatalf("uncork = %v, want the writer's error", err)
+	}
+	rec.err = nil
+	if err := framer.WriteFrame(&spdy.DataFrame{StreamId: 1, Data: []byte("y")}); !errors.Is(err, boom) {
+		t.Fatalf("WriteFrame after a failed write = %v, want the first error: the frame stream is broken", err)
+	}
+}

@@ -52,3 +52,67 @@ func (c *pendingConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
+
+// batchConn sits under TLS on an upgraded connection and lets its user
+// gather the records of one write into one write(2). crypto/tls writes
+// every record (at most 16 KiB of payload) with its own Write on the
+// connection under it, so a 128 KiB SPDY frame would cost eight syscalls,
+// and a burst of small frames one each. See WriteBatch.
+type batchConn struct {
+	net.Conn
+
+	// mu orders every write: records gathered by a batch reach the
+	// network before any record TLS writes after the batch (an alert,
+	// say), as TLS's sequence numbers require.
+	mu       sync.Mutex
+	batching bool    // guarded by mu
+	buf      *[]byte // guarded by mu; records gathered by the current batch, from batchBuffers
+}
+
+// batchBuffers holds the buffers of batches between batches, so that an
+// idle connection holds none.
+var batchBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// NetConn returns the connection under the batching.
+func (c *batchConn) NetConn() net.Conn { return c.Conn }
+
+// Write gathers p while a batch runs, else writes it.
+func (c *batchConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.batching {
+		*c.buf = append(*c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// maxKeptBatch is the largest batch buffer kept for the next batch.
+const maxKeptBatch = 256 << 10
+
+// WriteBatch runs write, which writes through the TLS connection above c,
+// gathering what reaches c meanwhile, and then writes all of it at once.
+// Callers must not run batches concurrently (package forward's frame
+// writer runs them under its own lock); other writes may happen at any
+// time.
+func (c *batchConn) WriteBatch(write func() error) error {
+	c.mu.Lock()
+	c.batching = true
+	c.buf = batchBuffers.Get().(*[]byte)
+	c.mu.Unlock()
+	err := write()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.batching = false
+	if len(*c.buf) > 0 {
+		if _, werr := c.Conn.Write(*c.buf); err == nil {
+			err = werr
+		}
+	}
+	if cap(*c.buf) <= maxKeptBatch {
+		*c.buf = (*c.buf)[:0]
+		batchBuffers.Put(c.buf)
+	}
+	c.buf = nil
+	return err
+}

@@ -121,7 +121,10 @@ func (c *Client) upgradeOnce(ctx context.Context, method, path string, h http.He
 		if cfg.ServerName == "" {
 			cfg.ServerName = host
 		}
-		tc := tls.Client(raw, cfg)
+		// Upgraded connections carry SPDY frames far larger than a TLS
+		// record: batchConn lets package forward write each frame's
+		// records with one syscall.
+		tc := tls.Client(&batchConn{Conn: raw}, cfg)
 		tctx, tcancel := context.WithTimeout(hctx, c.tlsTime)
 		err := tc.HandshakeContext(tctx)
 		tcancel()
