@@ -105,17 +105,9 @@ func AddTunnel(data []byte, t NewTunnel) ([]byte, error) {
 
 // AddPorts returns data with ports appended to the ports of tunnel name.
 func AddPorts(data []byte, name string, ports []PortSpec) ([]byte, error) {
-	d, err := newDoc(data)
+	d, pv, err := portsOf(data, name, "add ports to")
 	if err != nil {
 		return nil, err
-	}
-	_, tv, err := d.tunnel(name)
-	if err != nil {
-		return nil, err
-	}
-	_, pv := mapGet(tv, "ports")
-	if pv == nil || pv.Kind != yaml.SequenceNode {
-		return nil, fmt.Errorf("add ports to tunnel %q: its ports are not a list: %w", name, ErrCannotEdit)
 	}
 	if pv.Style&yaml.FlowStyle != 0 {
 		if len(pv.Content) == 0 {
@@ -201,17 +193,9 @@ func RemoveTunnel(data []byte, name string) ([]byte, error) {
 // matches an item written as the same spec (5432 matches "5432:5432"); a
 // spec without a local part also matches any item with that remote port.
 func RemovePorts(data []byte, name string, ports []PortSpec, remoteOnly []bool) ([]byte, error) {
-	d, err := newDoc(data)
+	d, pv, err := portsOf(data, name, "remove ports of")
 	if err != nil {
 		return nil, err
-	}
-	_, tv, err := d.tunnel(name)
-	if err != nil {
-		return nil, err
-	}
-	_, pv := mapGet(tv, "ports")
-	if pv == nil || pv.Kind != yaml.SequenceNode {
-		return nil, fmt.Errorf("remove ports of tunnel %q: its ports are not a list: %w", name, ErrCannotEdit)
 	}
 	drop := make([]bool, len(pv.Content))
 	for i, want := range ports {
@@ -332,6 +316,24 @@ func newDoc(data []byte) (*doc, error) {
 }
 
 // tunnel finds the key and value of tunnel name.
+// portsOf parses data and finds the ports list of tunnel name; verb says
+// what was being done, for the error.
+func portsOf(data []byte, name, verb string) (*doc, *yaml.Node, error) {
+	d, err := newDoc(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, tv, err := d.tunnel(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, pv := mapGet(tv, "ports")
+	if pv == nil || pv.Kind != yaml.SequenceNode {
+		return nil, nil, fmt.Errorf("%s tunnel %q: its ports are not a list: %w", verb, name, ErrCannotEdit)
+	}
+	return d, pv, nil
+}
+
 func (d *doc) tunnel(name string) (k, v *yaml.Node, err error) {
 	_, tv := mapGet(d.root, "tunnels")
 	k, v = mapGet(tv, name)
