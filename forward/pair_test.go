@@ -9,12 +9,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/moby/spdystream/spdy"
 
@@ -496,6 +498,51 @@ func TestStreamCreationTimeout(t *testing.T) {
 	if err := waitResult(t, done); !errors.Is(err, ErrStreamTimeout) {
 		t.Errorf("Forward = %v, want ErrStreamTimeout", err)
 	}
+	// Whatever becomes of the pair (retried, or failed for having sent
+	// too much to retry), the server stopped answering: a fresh
+	// connection is needed.
+	if !c.isStale() {
+		t.Error("the connection is not stale after a stream went unanswered")
+	}
+}
+
+// TestCreateStreamFailureMarksStale: a connection that cannot open
+// streams (here its stream IDs are used up) is marked stale, for the
+// session to dial a fresh one, and the local connection gets a reset.
+func TestCreateStreamFailureMarksStale(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		next uint32 // spdystream's next stream ID
+	}{
+		{"no ID for the error stream", 0x7fffffff + 2},
+		{"no ID for the data stream", 0x7fffffff},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			leakcheck.Check(t)
+			k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
+			c := dialFake(t, k, Options{})
+			setNextStreamID(t, c, tt.next)
+			client, done := startForward(t, c, 80)
+			if err := waitResult(t, done); err == nil {
+				t.Error("Forward = nil, want the stream creation error")
+			}
+			wantReset(t, client, "a connection whose streams could not be created")
+			if !c.isStale() {
+				t.Error("the connection is not stale after a stream could not be created")
+			}
+		})
+	}
+}
+
+// setNextStreamID sets the ID spdystream gives the next stream it creates,
+// an unexported field: 2^31 streams would take hours to use up.
+func setNextStreamID(t *testing.T, c *Conn, id uint32) {
+	t.Helper()
+	f := reflect.ValueOf(c.spdy).Elem().FieldByName("nextStreamId")
+	if !f.IsValid() || f.Kind() != reflect.Uint32 {
+		t.Fatalf("spdystream.Connection has no nextStreamId uint32 (%v): update the test", f.Kind())
+	}
+	reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().SetUint(uint64(id))
 }
 
 func TestForwardCanceled(t *testing.T) {

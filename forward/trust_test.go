@@ -387,11 +387,30 @@ func TestSessionRefusedConnections(t *testing.T) {
 
 	// The pod is still the one to use: a genuine refusal.
 	k.setPodTarget("web-2", 80, testnet.ClosedPort(t))
-	wantReset(t, dialPort(t, p), "a connection the pod refused")
+	wantRefused(t, p, "a connection the pod refused")
 	eventually(t, "the failure counted", func() bool { return p.Status().Stats.Failed == 1 })
+	// A second connection is served on the same connection to the pod,
+	// whereas a redial (were the first taken for a pod gone) would have
+	// happened before it ends.
+	wantRefused(t, p, "a second connection the pod refused")
 	if got := k.dialCount(); got != 2 {
 		t.Errorf("dials = %d after a genuine refusal, want 2 (no redial)", got)
 	}
+}
+
+// wantRefused dials p and wants a reset, which may come before the dial
+// returns: the pod's refusal is answered as soon as the pod is known good.
+func wantRefused(t *testing.T, p *Port, what string) {
+	t.Helper()
+	c, err := net.Dial("tcp4", p.Listener().Addrs()[0].String())
+	if err != nil {
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("%s: %v, want a connection reset", what, err)
+		}
+		return
+	}
+	defer c.Close()
+	wantReset(t, c, what)
 }
 
 // TestSessionRefusalsShareOneResolve: connections refused at once ask the
@@ -500,5 +519,24 @@ func TestSessionPodDeletedHoldsNewConnections(t *testing.T) {
 	}
 	if got := s.Status().Pod; got != "web-2" {
 		t.Errorf("pod = %q, want web-2", got)
+	}
+}
+
+// TestSessionPodDeletedIgnoresAnOlderUID: the deletion of a pod's earlier
+// incarnation (the old UID of a pod re-created under its name), heard
+// after the session moved to the new one, leaves the session where it is.
+func TestSessionPodDeletedIgnoresAnOlderUID(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
+	r := &uidResolver{pod: "web", uid: "uid-2"}
+	opts := sessionOptions(k, nil)
+	opts.Resolve = r.resolve
+	s := runSession(t, opts)
+	p := addPort(t, s, RemotePort{Number: 80})
+	eventually(t, "ready", func() bool { return s.Status().State == StateReady })
+	s.PodDeleted("web", "uid-1")
+	checkEcho(t, p, "after the old pod's deletion")
+	if got := k.dialCount(); got != 1 {
+		t.Errorf("dials = %d after the deletion of an older pod of the same name, want 1", got)
 	}
 }

@@ -46,27 +46,30 @@ func podEvent(typ, name, uid string, ready bool) kube.PodEvent {
 
 // TestPodWatchTellsPodsByUID: the watch asks the session to resolve again
 // when its pod goes away or is re-created under its name, and not for
-// events of other pods or of its own pod staying Ready. A second session
-// on the same watch, connected to another pod, is told nothing.
+// events of other pods or of its own pod staying Ready. Only a deletion is
+// reported as one (the session then takes no new connections there): a pod
+// that stops being Ready may blink back. A second session on the same
+// watch, connected to another pod, is told nothing.
 func TestPodWatchTellsPodsByUID(t *testing.T) {
 	ready := forward.SessionStatus{State: forward.StateReady, Pod: "db-0", UID: "uid-1"}
 	for _, tt := range []struct {
-		name   string
-		events []kube.PodEvent
-		want   int
+		name    string
+		events  []kube.PodEvent
+		want    int // refreshes, PodDeleted calls included
+		deleted int // PodDeleted calls for the session's pod
 	}{
-		{"own pod stays ready", []kube.PodEvent{podEvent(kube.EventModified, "db-0", "uid-1", true)}, 0},
-		{"another pod changes", []kube.PodEvent{podEvent(kube.EventModified, "db-1", "uid-9", false)}, 0},
-		{"own pod deleted", []kube.PodEvent{podEvent(kube.EventDeleted, "db-0", "uid-1", true)}, 1},
-		{"own pod not ready", []kube.PodEvent{podEvent(kube.EventModified, "db-0", "uid-1", false)}, 1},
+		{"own pod stays ready", []kube.PodEvent{podEvent(kube.EventModified, "db-0", "uid-1", true)}, 0, 0},
+		{"another pod changes", []kube.PodEvent{podEvent(kube.EventModified, "db-1", "uid-9", false)}, 0, 0},
+		{"own pod deleted", []kube.PodEvent{podEvent(kube.EventDeleted, "db-0", "uid-1", true)}, 1, 1},
+		{"own pod not ready", []kube.PodEvent{podEvent(kube.EventModified, "db-0", "uid-1", false)}, 1, 0},
 		{"re-created, deletion seen", []kube.PodEvent{
 			podEvent(kube.EventDeleted, "db-0", "uid-1", true),
 			podEvent(kube.EventAdded, "db-0", "uid-2", false),
 			podEvent(kube.EventModified, "db-0", "uid-2", true),
-		}, 2}, // going away; then the replacement Ready (the second is deferred to the interval's end)
+		}, 2, 1}, // going away; then the replacement Ready (the second is deferred to the interval's end)
 		{"re-created, deletion missed", []kube.PodEvent{
 			podEvent(kube.EventModified, "db-0", "uid-2", true),
-		}, 1},
+		}, 1, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeRefresher{st: ready}
@@ -84,6 +87,9 @@ func TestPodWatchTellsPodsByUID(t *testing.T) {
 			}
 			if got := f.refreshes + deferred; got != tt.want {
 				t.Errorf("refreshes = %d (%d deferred), want %d", got, deferred, tt.want)
+			}
+			if f.deleted != tt.deleted {
+				t.Errorf("PodDeleted calls for the session's pod = %d, want %d", f.deleted, tt.deleted)
 			}
 			if other.refreshes != 0 || !w.subs[other].due.IsZero() {
 				t.Errorf("the other session was refreshed %d times (deferred: %v), want 0", other.refreshes, !w.subs[other].due.IsZero())

@@ -83,6 +83,17 @@ func TestLostConnectionResetsLocal(t *testing.T) {
 					return nil
 				})
 				proxy.cut(false)
+				// Read only once the session has redialled: tunnels has
+				// failed the pair long before, and must still hold for the
+				// reader what the kernel's buffers did not take. Reading at
+				// once would race the pair's failure and could drain it all
+				// first.
+				poll(t, 10*time.Second, func() error {
+					if st := ss.s.Status(); st.State != forward.StateReady || st.Dials < 2 {
+						return fmt.Errorf("session %v after %d dials, want ready after a redial", st.State, st.Dials)
+					}
+					return nil
+				})
 				err := got.ReadToEnd(c)
 				wantReset(t, got.N, err, size)
 				return
@@ -104,9 +115,18 @@ func TestLostConnectionResetsLocal(t *testing.T) {
 // TestRemoteErrorAfterDataResetsLocal has the container runtime fail a
 // connection after it sent data (the kubelet then writes the error on the
 // error stream and resets both streams): the local client gets all the data
-// sent, then a reset.
+// sent, then a reset. The data is more than the kernel's buffers on the way
+// to a paused client take (see TestLostConnectionResetsLocal), so tunnels
+// holds some of it when the failure arrives.
+//
+// Whether data frames are still queued inside spdystream when the failure
+// arrives (the case that a reset of ours made too early cuts short) is a
+// matter of timing, so each case runs a few connections.
 func TestRemoteErrorAfterDataResetsLocal(t *testing.T) {
-	const size = 2 << 20
+	const (
+		size   = 8 << 20
+		rounds = 3
+	)
 	tests := []struct {
 		name string
 		// pause is how long the local client waits, once the runtime has
@@ -129,15 +149,18 @@ func TestRemoteErrorAfterDataResetsLocal(t *testing.T) {
 			}
 			k := startKubelet(t, &kubelet{pf: pf}, nil)
 			ss := startTrustSession(t, k.upgrader(t), forward.Options{}, 80)
-			c := ss.dial(t, 80)
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			if tt.pause > 0 {
-				waitFor(t, pf.written, 10*time.Second, "the runtime to write its data and fail")
-				time.Sleep(tt.pause) // the scenario: a reader that is slow when the failure comes
+			for range rounds {
+				c := ss.dial(t, 80)
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				if tt.pause > 0 {
+					waitFor(t, pf.written, 10*time.Second, "the runtime to write its data and fail")
+					time.Sleep(tt.pause) // the scenario: a reader that is slow when the failure comes
+				}
+				got := testnet.NewChecker(12, size)
+				err := got.ReadToEnd(c)
+				wantReset(t, got.N, err, size)
+				c.Close()
 			}
-			got := testnet.NewChecker(12, size)
-			err := got.ReadToEnd(c)
-			wantReset(t, got.N, err, size)
 
 			// The failure is reported, and it failed that connection alone.
 			poll(t, 5*time.Second, func() error {
@@ -253,10 +276,13 @@ func TestPausedReaderDoesNotStallOthers(t *testing.T) {
 
 // TestKeepaliveTellsBusyFromDead shortens the keepalive to 500 ms. A local
 // reader paused for ten intervals (its download filling every buffer on
-// the way) must not bring the session down; a link that goes silent (the
-// proxy stops passing bytes both ways, as a frozen apiserver does) must be
-// detected within two intervals, even while a new connection writes into
-// it, and the session must redial, where that connection then succeeds.
+// the way) must not bring the session down, also when its stream may not
+// spill, so that it stops the connection's reads and no pong can arrive;
+// nor may an upload that the server keeps reading while nothing comes back
+// (its pongs held up). A link that goes silent (the proxy stops passing
+// bytes both ways, as a frozen apiserver does) must be detected within two
+// intervals, even while a new connection writes into it, and the session
+// must redial, where that connection then succeeds.
 func TestKeepaliveTellsBusyFromDead(t *testing.T) {
 	const (
 		interval = 500 * time.Millisecond
@@ -268,8 +294,16 @@ func TestKeepaliveTellsBusyFromDead(t *testing.T) {
 	tests := []struct {
 		name   string
 		freeze bool
+		// noSpill: the paused reader's stream may not spill, so its
+		// reader stops the connection's reads.
+		noSpill bool
+		// upload: a connection uploads for ten intervals while the proxy
+		// passes nothing back; only the server's acknowledgements show life.
+		upload bool
 	}{
 		{name: "reader paused for ten intervals"},
+		{name: "reader paused for ten intervals, stream not spilled", noSpill: true},
+		{name: "upload with nothing coming back", upload: true},
 		{name: "link frozen", freeze: true},
 	}
 	for _, tt := range tests {
@@ -280,9 +314,35 @@ func TestKeepaliveTellsBusyFromDead(t *testing.T) {
 				c.CloseWrite()
 				io.Copy(io.Discard, c)
 			})
-			k := newKubelet(t, map[int32]string{80: source, 82: testnet.Echo(t)})
+			sink := testnet.Serve(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+			k := newKubelet(t, map[int32]string{80: source, 82: testnet.Echo(t), 83: sink})
 			proxy := startLinkProxy(t, k.srv.Listener.Addr().String())
-			ss := startTrustSession(t, proxyUpgrader(t, k, proxy), forward.Options{PingInterval: interval}, 80, 82)
+			opts := forward.Options{PingInterval: interval}
+			if tt.noSpill {
+				opts.SpillLimit = -1
+			}
+			ss := startTrustSession(t, proxyUpgrader(t, k, proxy), opts, 80, 82, 83)
+			// steady fails the test if the session changes within d.
+			steady := func(d time.Duration, during string) {
+				t.Helper()
+				var seen []string
+				end := time.After(d)
+				changed := ss.s.Changed()
+				for {
+					select {
+					case <-changed:
+						changed = ss.s.Changed()
+						if st := ss.s.Status(); st.State != forward.StateReady || st.Dials != 1 {
+							seen = append(seen, fmt.Sprintf("%v after %d dials (%v)", st.State, st.Dials, st.Err))
+						}
+					case <-end:
+						if len(seen) > 0 {
+							t.Errorf("the session changed %s: %v; want it ready on its first connection throughout", during, seen)
+						}
+						return
+					}
+				}
+			}
 			echo := func(msg string) {
 				t.Helper()
 				c := ss.dial(t, 82)
@@ -349,31 +409,52 @@ func TestKeepaliveTellsBusyFromDead(t *testing.T) {
 				return
 			}
 
+			if tt.upload {
+				// Opened before the freeze, so that its streams are answered.
+				u := ss.dial(t, 83)
+				u.SetDeadline(time.Now().Add(time.Minute))
+				if _, err := u.Write([]byte("open")); err != nil {
+					t.Fatalf("upload: %v", err)
+				}
+				echo("before the upload")
+				proxy.freezeDown()
+				stop := make(chan struct{})
+				uploaded := make(chan error, 1)
+				go func() {
+					chunk := make([]byte, 256<<10)
+					for {
+						select {
+						case <-stop:
+							uploaded <- nil
+							return
+						default:
+						}
+						if _, err := u.Write(chunk); err != nil {
+							uploaded <- err
+							return
+						}
+					}
+				}()
+				steady(10*interval, "during an upload with nothing coming back") // the scenario: ten intervals without a pong
+				close(stop)
+				if err := <-uploaded; err != nil {
+					t.Errorf("upload: %v", err)
+				}
+				proxy.thaw()
+				echo("after the upload")
+				if n := k.dialCount(); n != 1 {
+					t.Errorf("the kubelet served %d port-forward connections, want 1", n)
+				}
+				return
+			}
+
 			a := ss.dial(t, 80)
 			a.SetDeadline(time.Now().Add(2 * time.Minute))
 			got := testnet.NewChecker(31, size)
 			if err := got.ReadN(a, 1<<20); err != nil {
 				t.Fatalf("read the first MiB: %v", err)
 			}
-			// Watch every change of the session during the pause.
-			var seen []string
-			end := time.After(10 * interval) // the scenario: a paused reader
-			changed := ss.s.Changed()
-		watch:
-			for {
-				select {
-				case <-changed:
-					changed = ss.s.Changed()
-					if st := ss.s.Status(); st.State != forward.StateReady || st.Dials != 1 {
-						seen = append(seen, fmt.Sprintf("%v after %d dials (%v)", st.State, st.Dials, st.Err))
-					}
-				case <-end:
-					break watch
-				}
-			}
-			if len(seen) > 0 {
-				t.Errorf("the session changed while a reader was paused: %v; want it ready on its first connection throughout", seen)
-			}
+			steady(10*interval, "while a reader was paused") // the scenario: a paused reader
 			if err := got.ReadToEnd(a); err != nil || got.N != size {
 				t.Errorf("paused reader: got %d of %d bytes, then %v; want all of them and a clean EOF", got.N, size, describe(err))
 			}
@@ -476,6 +557,7 @@ type linkProxy struct {
 type link struct {
 	client, server *net.TCPConn
 	frozen, cut    bool // guarded by linkProxy.mu
+	frozenDown     bool // only server to client is frozen; guarded by linkProxy.mu
 }
 
 func startLinkProxy(t testing.TB, target string) *linkProxy {
@@ -501,9 +583,9 @@ func (p *linkProxy) serve(client *net.TCPConn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.pipe(l, l.client, l.server, &p.down)
+		p.pipe(l, l.client, l.server, &p.down, true)
 	}()
-	p.pipe(l, l.server, l.client, nil)
+	p.pipe(l, l.server, l.client, nil, false)
 	<-done
 	p.mu.Lock()
 	delete(p.links, l)
@@ -511,9 +593,10 @@ func (p *linkProxy) serve(client *net.TCPConn) {
 }
 
 // pipe copies src to dst until either fails or the link is cut, holding
-// what it read while the link is frozen; then it closes both ends, so the
-// other direction ends too.
-func (p *linkProxy) pipe(l *link, dst, src *net.TCPConn, count *atomic.Int64) {
+// what it read while the link (or, if down, its server to client
+// direction) is frozen; then it closes both ends, so the other direction
+// ends too.
+func (p *linkProxy) pipe(l *link, dst, src *net.TCPConn, count *atomic.Int64, down bool) {
 	defer l.server.Close()
 	defer l.client.Close()
 	buf := make([]byte, 32<<10)
@@ -521,7 +604,7 @@ func (p *linkProxy) pipe(l *link, dst, src *net.TCPConn, count *atomic.Int64) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			for l.frozen && !l.cut {
+			for (l.frozen || down && l.frozenDown) && !l.cut {
 				p.cond.Wait()
 			}
 			cut := l.cut
@@ -569,6 +652,26 @@ func (p *linkProxy) freeze() {
 	for l := range p.links {
 		l.frozen = true
 	}
+}
+
+// freezeDown stops every open link from passing anything from the server
+// to the client, while the client's bytes still go through.
+func (p *linkProxy) freezeDown() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for l := range p.links {
+		l.frozenDown = true
+	}
+}
+
+// thaw lets every open link pass bytes again.
+func (p *linkProxy) thaw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for l := range p.links {
+		l.frozen, l.frozenDown = false, false
+	}
+	p.cond.Broadcast()
 }
 
 // wantReset checks that a local connection ended with a TCP reset after
