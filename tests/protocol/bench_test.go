@@ -3,7 +3,6 @@ package protocol
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,19 +40,11 @@ import (
 // e2e table (BenchmarkBinaries) runs each client as its own process and
 // reports RSS.
 //
-// Each repetition runs every case for every client, rotating which client
-// goes first; the table shows medians over the repetitions. Every case
-// checks its bytes (package loadgen). With -short (make bench
-// BENCH_SMOKE=1) the sizes are small and there is one repetition, so that
-// the benchmark only proves it still runs. The table is printed, and
-// written as JSON to $BENCH_JSON if set. For profiling, BENCH_CLIENTS and
-// BENCH_CASES (comma-separated names) run only some clients and cases, and
-// BENCH_REPS sets the number of repetitions.
+// The cases, the repetitions, the checks, -short and the environment
+// variables that pick clients and cases are package loadgen's (Table.Run,
+// Table.Bench, Pick).
 func BenchmarkTable(b *testing.B) {
-	sz := fullSizes
-	if testing.Short() {
-		sz = smokeSizes
-	}
+	sz := loadgen.Pick(fullSizes, smokeSizes)
 	srv := startBenchKubelet(b)
 	clients := []loadgen.Client{
 		{Name: "direct", Addrs: srv.Targets},
@@ -63,19 +53,9 @@ func BenchmarkTable(b *testing.B) {
 		{Name: "client-go/plain", Addrs: startClientGo(b, srv.PlainURL, nil)},
 		{Name: "tunnels/plain", Addrs: startTunnels(b, srv.PlainURL, nil)},
 	}
-	if n, err := strconv.Atoi(os.Getenv("BENCH_REPS")); err == nil && n > 0 {
-		sz.Reps = n
-	}
-	if only := os.Getenv("BENCH_CLIENTS"); only != "" {
-		clients = slices.DeleteFunc(clients, func(c loadgen.Client) bool { return !slices.Contains(strings.Split(only, ","), c.Name) })
-	}
 	for i := range clients {
 		clients[i].Around = around(sz)
 		clients[i].Memory = goMemory
-	}
-	cases := loadgen.Cases
-	if only := os.Getenv("BENCH_CASES"); only != "" {
-		cases = strings.Split(only, ",")
 	}
 	table := &loadgen.Table{
 		Title: "port-forward through the kubelet's server code, over TLS and plain HTTP (\"/plain\");\n" +
@@ -83,46 +63,22 @@ func BenchmarkTable(b *testing.B) {
 			"after GC, not RSS, as the clients share this process (BenchmarkBinaries has RSS)",
 		Sizes:   sz,
 		Clients: clients,
-		Cases:   cases,
+		Cases:   loadgen.Cases,
 		Ratios: []loadgen.Ratio{
 			{Name: "/client-go", Num: "tunnels", Den: "client-go"},
 			{Name: "/direct", Num: "tunnels", Den: "direct"},
 			{Name: "plain/client-go", Num: "tunnels/plain", Den: "client-go/plain"},
 		},
-		Goals: benchGoals,
+		Goals: loadgen.Goals("≥1.0x"),
 		Fixup: subtractDirect(sz),
 	}
-	for b.Loop() {
-		res, err := table.Run()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := res.Output(os.Stdout, "BENCH_JSON"); err != nil {
-			b.Fatal(err)
-		}
-		for _, r := range res.Rows {
-			if v, ok := r.Ratio["/client-go"]; ok {
-				b.ReportMetric(v, r.Case+"-"+r.Metric+"-ratio")
-			}
-		}
-	}
+	table.Bench(b, "BENCH_JSON")
 }
 
 var (
 	fullSizes  = loadgen.Sizes{Reps: 5, Transfer: 1 << 30, Pings: 10_000, Conns: 2_000, Parallel: 100, PerStream: 10 << 20, Idle: 1_000}
 	smokeSizes = loadgen.Sizes{Reps: 1, Transfer: 16 << 20, Pings: 200, Conns: 100, Parallel: 20, PerStream: 1 << 20, Idle: 100}
 )
-
-var benchGoals = map[string]string{
-	"down/MB/s":          "≥1.0x",
-	"up/MB/s":            "≥1.5x",
-	"rtt/p50-µs":         "≤0.7x",
-	"connect/conn/s":     "≥2x",
-	"parallel-down/MB/s": "≥1.5x",
-	"parallel-up/MB/s":   "≥1.5x",
-	"cpu/s-per-GiB":      "≤0.6x",
-	"idle/KiB-per-conn":  "≤32",
-}
 
 // serverPID is the child process serving the kubelet and the targets,
 // whose CPU time the cases report too: where the server uses more, the
@@ -307,23 +263,10 @@ func goMemory() (int64, error) {
 }
 
 // serverCPU returns the CPU time the server process has used, user and
-// system, at the kernel's clock-tick resolution (10 ms), or 0 if it cannot
-// be told.
+// system, or 0 if it cannot be told.
 func serverCPU() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", serverPID))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command, which is in parentheses: utime and stime
-	// are fields 14 and 15 of the line, 12 and 13 after the ")".
-	_, rest, _ := strings.Cut(string(b), ") ")
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+	d, _ := loadgen.ProcCPU(serverPID)
+	return d
 }
 
 // cpuTime returns the CPU time this process has used, user and system.

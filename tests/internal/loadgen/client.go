@@ -19,33 +19,41 @@ func dial(addr string, d time.Duration) (*net.TCPConn, error) {
 	return c.(*net.TCPConn), nil
 }
 
+// open connects to a target at addr, with a deadline of five minutes, and
+// sends it the size n.
+func open(addr string, n int64) (*net.TCPConn, error) {
+	c, err := dial(addr, 5*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Write(sizeHeader(n)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // Download receives n bytes of pattern from the source at addr and checks
 // them. It stops at the last byte, not at the end of the connection: a
 // runtime may end the pair a second after the source is done (containerd's
 // grace), which is not throughput.
 func Download(addr string, n int64) error {
-	c, err := dial(addr, 5*time.Minute)
+	c, err := open(addr, n)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if _, err := c.Write(sizeHeader(n)); err != nil {
-		return err
-	}
 	return checkPattern(c, n)
 }
 
 // Upload sends n bytes of pattern to the sink at addr and waits for its
 // verdict.
 func Upload(addr string, n int64) error {
-	c, err := dial(addr, 5*time.Minute)
+	c, err := open(addr, n)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if _, err := c.Write(sizeHeader(n)); err != nil {
-		return err
-	}
 	if _, err := io.Copy(c, &patternReader{left: n}); err != nil {
 		return err
 	}
@@ -62,14 +70,11 @@ func Upload(addr string, n int64) error {
 // PingPong makes n sequential 1-byte round trips on one connection to the
 // echo at addr and returns their durations.
 func PingPong(addr string, n int) ([]time.Duration, error) {
-	c, err := dial(addr, 5*time.Minute)
+	c, err := open(addr, int64(n))
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if _, err := c.Write(sizeHeader(int64(n))); err != nil {
-		return nil, err
-	}
 	lat := make([]time.Duration, 0, n)
 	var out, in [1]byte
 	for i := range n {

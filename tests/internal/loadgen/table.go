@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -27,8 +29,37 @@ func (s Sizes) String() string {
 		s.Transfer>>20, s.Pings, s.Conns, s.Parallel, s.PerStream>>20, s.Idle)
 }
 
+// Pick returns smoke under -short (make bench BENCH_SMOKE=1), else full,
+// with the repetitions $BENCH_REPS sets, if it does.
+func Pick(full, smoke Sizes) Sizes {
+	sz := full
+	if testing.Short() {
+		sz = smoke
+	}
+	if n, err := strconv.Atoi(os.Getenv("BENCH_REPS")); err == nil && n > 0 {
+		sz.Reps = n
+	}
+	return sz
+}
+
 // Cases lists every case, in the order the tables run and print them.
 var Cases = []string{"down", "up", "rtt", "connect", "parallel-down", "parallel-up", "idle"}
+
+// Goals returns issue 13's goals for tunnels over the reference, by
+// "case/metric", with down the goal for download, which depends on what
+// the other end is.
+func Goals(down string) map[string]string {
+	return map[string]string{
+		"down/MB/s":          down,
+		"up/MB/s":            "≥1.5x",
+		"rtt/p50-µs":         "≤0.7x",
+		"connect/conn/s":     "≥2x",
+		"parallel-down/MB/s": "≥1.5x",
+		"parallel-up/MB/s":   "≥1.5x",
+		"cpu/s-per-GiB":      "≤0.6x",
+		"idle/KiB-per-conn":  "≤32",
+	}
+}
 
 // Sample is one repetition's measurements for one client, by "case/metric".
 type Sample map[string]float64
@@ -280,6 +311,38 @@ func (r *Result) WriteJSON(path string) error {
 		return fmt.Errorf("write bench results: %w", err)
 	}
 	return nil
+}
+
+// Bench runs the table once per b.Loop, prints it, writes it as JSON to
+// the file the environment variable jsonEnv names if set, and reports its
+// ratios as the benchmark's metrics.
+//
+// For profiling, $BENCH_CLIENTS and $BENCH_CASES (comma-separated names)
+// run only some clients and cases.
+func (t *Table) Bench(b *testing.B, jsonEnv string) {
+	b.Helper()
+	if only := os.Getenv("BENCH_CLIENTS"); only != "" {
+		t.Clients = slices.DeleteFunc(t.Clients, func(c Client) bool { return !slices.Contains(strings.Split(only, ","), c.Name) })
+	}
+	if only := os.Getenv("BENCH_CASES"); only != "" {
+		t.Cases = strings.Split(only, ",")
+	}
+	for b.Loop() {
+		res, err := t.Run()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := res.Output(os.Stdout, jsonEnv); err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range res.Rows {
+			for _, name := range res.Ratios {
+				if v, ok := r.Ratio[name]; ok {
+					b.ReportMetric(v, strings.ReplaceAll(r.Case+"-"+r.Metric+"-"+name, " ", "")+"-ratio")
+				}
+			}
+		}
+	}
 }
 
 // Output prints the table and, if the environment variable jsonEnv names
