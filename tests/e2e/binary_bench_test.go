@@ -75,7 +75,7 @@ func BenchmarkBinaries(b *testing.B) {
 }
 
 var (
-	binarySizes      = loadgen.Sizes{Reps: 5, Transfer: 256 << 20, Pings: 2_000, Conns: 500, Parallel: 100, PerStream: 2 << 20, Idle: 1_000}
+	binarySizes      = loadgen.Sizes{Reps: 5, Transfer: 128 << 20, Pings: 2_000, Conns: 500, Parallel: 100, PerStream: 1 << 20, Idle: 1_000}
 	binarySmokeSizes = loadgen.Sizes{Reps: 1, Transfer: 8 << 20, Pings: 100, Conns: 50, Parallel: 10, PerStream: 1 << 20, Idle: 50}
 )
 
