@@ -143,27 +143,26 @@ func Parallel(n int, op func() error) error {
 // byte and then left idle.
 type IdleConns []*net.TCPConn
 
-// OpenIdle opens n connections to the echo at addr, one after the other,
+// idleWorkers is how many idle connections open, or finish, at once: the
+// case measures what they cost once open, not how fast they open, and one
+// at a time through the apiserver takes seconds per thousand.
+const idleWorkers = 16
+
+// OpenIdle opens n connections to the echo at addr, idleWorkers at a time,
 // and echoes one byte on each.
 func OpenIdle(addr string, n int) (IdleConns, error) {
-	var cs IdleConns
-	for i := range n {
+	cs := make(IdleConns, n)
+	err := forEach(n, func(i int) error {
 		c, err := dial(addr, 5*time.Minute)
-		if err == nil {
-			cs = append(cs, c)
-			_, err = c.Write(append(sizeHeader(2), 1))
-		}
-		var got [1]byte
-		if err == nil {
-			_, err = io.ReadFull(c, got[:])
-		}
-		if err == nil && got[0] != 1 {
-			err = fmt.Errorf("echo %d, want 1", got[0])
-		}
 		if err != nil {
-			cs.Close()
-			return nil, fmt.Errorf("idle connection %d: %w", i, err)
+			return fmt.Errorf("idle connection %d: %w", i, err)
 		}
+		cs[i] = c
+		return echoByte(c, append(sizeHeader(2), 1), i)
+	})
+	if err != nil {
+		cs.Close()
+		return nil, err
 	}
 	return cs, nil
 }
@@ -172,26 +171,53 @@ func OpenIdle(addr string, n int) (IdleConns, error) {
 // works and makes the echo close it, then closes them all.
 func (cs IdleConns) Finish() error {
 	defer cs.Close()
-	for i, c := range cs {
-		_, err := c.Write([]byte{2})
-		var got [1]byte
-		if err == nil {
-			_, err = io.ReadFull(c, got[:])
-		}
-		if err == nil && got[0] != 2 {
-			err = fmt.Errorf("echo %d, want 2", got[0])
-		}
-		if err != nil {
-			return fmt.Errorf("idle connection %d after the others opened: %w", i, err)
-		}
+	return forEach(len(cs), func(i int) error { return echoByte(cs[i], []byte{2}, i) })
+}
+
+// echoByte sends msg, whose last byte the echo must send back, on idle
+// connection i.
+func echoByte(c *net.TCPConn, msg []byte, i int) error {
+	_, err := c.Write(msg)
+	var got [1]byte
+	if err == nil {
+		_, err = io.ReadFull(c, got[:])
+	}
+	if want := msg[len(msg)-1]; err == nil && got[0] != want {
+		err = fmt.Errorf("echo %d, want %d", got[0], want)
+	}
+	if err != nil {
+		return fmt.Errorf("idle connection %d: %w", i, err)
 	}
 	return nil
+}
+
+// forEach runs op for 0 to n-1, idleWorkers at a time, and returns the
+// first error.
+func forEach(n int, op func(i int) error) error {
+	next := make(chan int)
+	go func() {
+		defer close(next)
+		for i := range n {
+			next <- i
+		}
+	}()
+	return Parallel(idleWorkers, func() error {
+		var first error
+		for i := range next {
+			if first == nil {
+				first = op(i)
+			}
+		}
+		return first
+	})
 }
 
 // Close closes every connection.
 func (cs IdleConns) Close() {
 	for _, c := range cs {
-		c.Close()
+		if c != nil {
+			c.Close()
+		}
 	}
 }
 
