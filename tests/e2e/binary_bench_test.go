@@ -75,7 +75,7 @@ func BenchmarkBinaries(b *testing.B) {
 }
 
 var (
-	binarySizes      = loadgen.Sizes{Reps: 5, Transfer: 128 << 20, Pings: 2_000, Conns: 500, Parallel: 100, PerStream: 1 << 20, Idle: 500}
+	binarySizes      = loadgen.Sizes{Reps: 5, Transfer: 64 << 20, Pings: 1_000, Conns: 400, Parallel: 100, PerStream: 512 << 10, Idle: 500}
 	binarySmokeSizes = loadgen.Sizes{Reps: 1, Transfer: 8 << 20, Pings: 100, Conns: 50, Parallel: 10, PerStream: 1 << 20, Idle: 50}
 )
 

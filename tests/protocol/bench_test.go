@@ -81,7 +81,7 @@ func BenchmarkTable(b *testing.B) {
 // sizes take over five minutes on 2 cores, and make bench must stay under
 // ten with the e2e table too.
 var (
-	fullSizes  = loadgen.Sizes{Reps: 5, Transfer: 512 << 20, Pings: 5_000, Conns: 1_000, Parallel: 100, PerStream: 2 << 20, Idle: 1_000}
+	fullSizes  = loadgen.Sizes{Reps: 5, Transfer: 256 << 20, Pings: 5_000, Conns: 1_000, Parallel: 100, PerStream: 2 << 20, Idle: 1_000}
 	smokeSizes = loadgen.Sizes{Reps: 1, Transfer: 16 << 20, Pings: 200, Conns: 100, Parallel: 20, PerStream: 1 << 20, Idle: 100}
 )
 

@@ -25,8 +25,16 @@ type Sizes struct {
 }
 
 func (s Sizes) String() string {
-	return fmt.Sprintf("%d MiB each way; %d pings; %d connections; %d x %d MiB concurrent; %d idle",
-		s.Transfer>>20, s.Pings, s.Conns, s.Parallel, s.PerStream>>20, s.Idle)
+	return fmt.Sprintf("%s each way; %d pings; %d connections; %d x %s concurrent; %d idle",
+		bytes(s.Transfer), s.Pings, s.Conns, s.Parallel, bytes(s.PerStream), s.Idle)
+}
+
+// bytes writes n in MiB, or KiB below one MiB.
+func bytes(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d MiB", n>>20)
 }
 
 // Pick returns smoke under -short (make bench BENCH_SMOKE=1), else full,
