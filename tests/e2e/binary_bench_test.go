@@ -117,7 +117,7 @@ func binaryClient(b *testing.B, sz loadgen.Sizes, name string, env []string, bin
 				if err != nil {
 					fail(err)
 				}
-				s["rss/at-rest-MiB"] = float64(rss) / (1 << 20)
+				s["rss/before-down-MiB"] = float64(rss) / (1 << 20)
 			}
 			if err := loadgen.ResetPeakRSS(pid); err != nil {
 				fail(err)

@@ -80,6 +80,9 @@ type Client struct {
 	// Around, if set, is called before each case and returns what to call
 	// after it: a table adds its own metrics (CPU, memory) to s there.
 	Around func(name string, s Sample) (after func())
+	// Settle, if set, is called before the idle case measures memory: to
+	// wait for what earlier cases left to wind down.
+	Settle func()
 	// Memory, if set, returns the client's memory in use now, in bytes, to
 	// tell what each idle connection costs.
 	Memory func() (int64, error)
@@ -175,6 +178,9 @@ func (t *Table) runCase(name string, c Client, s Sample) error {
 	case "idle":
 		if c.Memory == nil {
 			return nil
+		}
+		if c.Settle != nil {
+			c.Settle()
 		}
 		before, err := c.Memory()
 		if err != nil {
