@@ -79,33 +79,31 @@ demo:
 	bash tests/cluster/demo.sh
 
 # bench prints ratios and latencies measured in the same run (nothing here
-# asserts a time): tunnels against client-go and direct loopback on the
-# kubelet's server code (a table of medians over 5 repetitions, also written
-# to bin/bench-protocol.json),
-# the client memory of 1,000 idle connections, save-to-accepting over 100
-# edits, 100 tunnels to all listening, throughput both ways and connection
-# setup through the real apiserver for tunnels and client-go each over SPDY
-# and WebSocket, and the scale run (250 tunnels x 2
-# ports over 5 contexts: listening, save, RSS, pod watches on the
-# apiserver). BENCH_SMOKE=1 runs each benchmark once, the scale run aside,
-# which `make test` does so that none of them breaks unnoticed.
+# asserts a time): two tables of medians over 5 repetitions, each also
+# written as JSON to bin/: tunnels against client-go and direct loopback
+# on the kubelet's server code over TLS and plain HTTP (bench-protocol.json),
+# and the tunnels and kubectl binaries through the real apiserver and kwok
+# over SPDY and WebSocket (bench-binaries.json); then the client memory of
+# 1,000 idle connections, save-to-accepting over 100 edits, 100 tunnels to
+# all listening, and the scale run (250 tunnels x 2 ports over 5 contexts:
+# listening, save, RSS, pod watches on the apiserver). BENCH_SMOKE=1 runs
+# each benchmark once and each table's cases once, small, the scale run
+# aside, which `make test` does so that none of them breaks unnoticed.
 ifdef BENCH_SMOKE
-BENCH_PROTOCOL = -short
+BENCH_SHORT = -short
 BENCH_SAVES = 1x
 BENCH_HUNDRED = 1x
-BENCH_TRANSPORT = 1x
 BENCH_SCALE = true
 else
-BENCH_PROTOCOL =
+BENCH_SHORT =
 BENCH_SAVES = 100x
 BENCH_HUNDRED = 5x
-BENCH_TRANSPORT = 5x
 BENCH_SCALE = cd tests && $(GO) test -run '^$$' -bench UpScale -benchtime 1x -timeout 20m ./e2e
 endif
 bench: cluster-bin
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./forward
-	cd tests && BENCH_JSON=$(CURDIR)/bin/bench-protocol.json $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 15m $(BENCH_PROTOCOL) ./protocol
+	cd tests && BENCH_JSON=$(CURDIR)/bin/bench-protocol.json $(GO) test -run '^$$' -bench Table -benchtime 1x -timeout 15m $(BENCH_SHORT) ./protocol
+	cd tests && BENCH_JSON=$(CURDIR)/bin/bench-binaries.json $(GO) test -run '^$$' -bench Binaries -benchtime 1x -timeout 15m $(BENCH_SHORT) ./e2e
 	cd tests && $(GO) test -run '^$$' -bench UpSaveToAccept -benchtime $(BENCH_SAVES) ./e2e
 	cd tests && $(GO) test -run '^$$' -bench UpHundredTunnels -benchtime $(BENCH_HUNDRED) ./e2e
-	cd tests && $(GO) test -run '^$$' -bench Transport -benchtime $(BENCH_TRANSPORT) ./e2e
 	$(BENCH_SCALE)

@@ -138,8 +138,9 @@ func headerHasToken(h http.Header, name, token string) bool {
 // writes: nine TLS records and nine syscalls. Collecting the frame by the
 // length its header declares, as frameWriter does for SPDY, measured
 // upload through the API server from 163 to about 240 MB/s (make bench,
-// BenchmarkTransportUpload). The library writes frames one at a time, under
-// its own lock; mu makes the coalescer safe on its own anyway.
+// then BenchmarkTransportUpload; tests/e2e BenchmarkBinaries now). The
+// library writes frames one at a time, under its own lock; mu makes the
+// coalescer safe on its own anyway.
 type frameCoalescer struct {
 	net.Conn
 	mu   sync.Mutex

@@ -34,8 +34,18 @@ type proc struct {
 // startProc runs bin with args until the test ends.
 func startProc(t testing.TB, bin string, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, nil, bin, args...)
+}
+
+// startProcEnv is startProc with env ("KEY=value") added to the
+// environment bin inherits.
+func startProcEnv(t testing.TB, env []string, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start tunnels %s: %v", args[0], err)

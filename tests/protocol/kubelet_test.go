@@ -87,6 +87,8 @@ type kubelet struct {
 	// pf, if set, serves every forwarded connection instead of a forwarder
 	// over targets: a runtime scripted by the test.
 	pf portforward.PortForwarder
+	// plain serves plain HTTP instead of TLS.
+	plain bool
 
 	conns    testnet.Conns    // every accepted TCP connection, for kill
 	handlers testnet.Handlers // port-forward upgrades served: ServePortForward calls, which outlive hijacking
@@ -106,7 +108,11 @@ func startKubelet(t testing.TB, k *kubelet, wrap func(net.Listener) net.Listener
 		l = wrap(l)
 	}
 	k.srv.Listener = l
-	k.srv.StartTLS()
+	if k.plain {
+		k.srv.Start()
+	} else {
+		k.srv.StartTLS()
+	}
 	t.Cleanup(func() {
 		k.handlers.Stop()
 		k.srv.Close()
