@@ -19,7 +19,7 @@ var spillBuffers = sync.Pool{New: func() any { b := make([]byte, spillReadSize);
 
 // streamBuffer holds the data one stream received and its local connection
 // has not taken yet, so that a local reader that stops reading never holds
-// up spdystream's frame reader, and with it every other stream of the SPDY
+// up the connection's frame reader, and with it every other stream of the SPDY
 // connection. See the package documentation for why this, and not flow
 // control, is the answer.
 //

@@ -3,7 +3,6 @@ package forward
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,8 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/moby/spdystream"
 )
 
 // Upgrader performs the HTTP/1.1 upgrade of a request to the API server. It
@@ -113,9 +110,24 @@ type Conn struct {
 	raw  net.Conn
 	tcp  syscall.RawConn // the TCP connection under raw, if it can be reached
 	wire *wireConn
-	spdy *spdystream.Connection
+
+	// streams are our open streams by id, for the frame reader; nil once
+	// the connection has ended. goneAway: the server sent GOAWAY.
+	streamsMu sync.Mutex
+	streams   map[uint32]*stream
+	goneAway  bool
+
+	// pings are our pings awaiting their pong, by id; nil once the
+	// connection has ended.
+	pingsMu sync.Mutex
+	pings   map[uint32]chan struct{}
+	pingID  uint32
 
 	nextRequestID atomic.Uint64
+
+	// senders counts the local connections writing a DATA frame now (see
+	// frameSize).
+	senders atomic.Int32
 
 	// blocked counts streams whose reader waits for local backpressure (a
 	// full stream buffer): the connection is then not read, so a missing
@@ -135,8 +147,6 @@ type Conn struct {
 	// ctx ends when the connection fails or is closed; its cause is Err.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-
-	served chan struct{} // closed once spdystream's Serve has returned
 
 	teardownOnce sync.Once
 	closeOnce    sync.Once
@@ -179,25 +189,13 @@ func newConn(raw net.Conn, namespace, pod string, opts Options) (*Conn, error) {
 		raw:       raw,
 		wire:      newWireConn(raw),
 		tcp:       rawTCP(raw),
-		served:    make(chan struct{}),
 		staleC:    make(chan struct{}),
+		streams:   map[uint32]*stream{},
+		pings:     map[uint32]chan struct{}{},
 	}
-	// spdystream's framer would compress header blocks with an 800 KB
-	// zlib writer per connection; the wire does it instead (headers.go).
-	// Nothing is read or written before NewConnection returns.
-	plain := false
-	sc, err := spdystream.NewConnectionWithOptions(c.wire, false, plainHeaders(&plain))
-	if err != nil {
-		raw.Close()
-		return nil, fmt.Errorf("dial pod %s/%s: start spdy: %w", namespace, pod, err)
-	}
-	if plain {
-		c.wire.plain()
-	}
-	c.spdy = sc
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.wg.Add(1)
-	go c.serve(c.ctx)
+	go c.serve()
 	if opts.PingInterval > 0 {
 		c.wg.Add(1)
 		go c.keepalive(c.ctx)
@@ -316,21 +314,20 @@ func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.teardown(ErrClosed)
 		c.wg.Wait()
-		// The shutdown goroutine spdystream starts in Close hands a close
-		// error to whoever waits; take it so that goroutine ends now.
-		_ = c.spdy.Wait(c.opts.CloseTimeout)
 	})
 	return nil
 }
 
 // teardown ends the connection with cause, once: the network connection
-// gets a deadline first, because spdystream's Close writes GOAWAY without
-// one and can block forever behind a peer that stopped reading.
+// gets a deadline first, so that the GOAWAY, or a write already blocked
+// behind a peer that stopped reading, cannot hold it up for longer than
+// CloseTimeout. Closing the network connection ends the frame reader,
+// which then ends every stream.
 func (c *Conn) teardown(cause error) {
 	c.teardownOnce.Do(func() {
 		c.cancel(cause)
 		_ = c.raw.SetDeadline(time.Now().Add(c.opts.CloseTimeout))
-		_ = c.spdy.Close()
+		_ = c.sendGoAway()
 		_ = c.raw.Close()
 	})
 }
@@ -340,20 +337,14 @@ func (c *Conn) lost(format string, args ...any) {
 	c.teardown(fmt.Errorf("pod %s/%s: %w: %s", c.namespace, c.pod, ErrLostConnection, fmt.Sprintf(format, args...)))
 }
 
-// serve runs spdystream's frame loop until the connection ends.
-func (c *Conn) serve(ctx context.Context) {
-	defer c.wg.Done()
-	// The server never opens streams in this protocol; refuse any.
-	c.spdy.Serve(func(s *spdystream.Stream) { _ = s.Refuse() })
-	close(c.served)
-	if ctx.Err() == nil {
-		err := c.wire.lastReadErr()
-		if err == nil || err == io.EOF {
-			c.lost("connection closed by the server")
-		} else {
-			c.lost("read: %v", err)
-		}
+// endErr explains the end of a stream that the server did not finish
+// because the connection ended: the Conn's cause, which is set before the
+// streams are ended.
+func (c *Conn) endErr() error {
+	if cause := c.Err(); cause != nil {
+		return cause
 	}
+	return fmt.Errorf("pod %s/%s: %w: the server ended the connection", c.namespace, c.pod, ErrLostConnection)
 }
 
 // keepalive pings the server every PingInterval. A ping that gets no answer
@@ -378,7 +369,7 @@ func (c *Conn) keepalive(ctx context.Context) {
 		seen := c.life()
 		pong := make(chan error, 1)
 		c.wg.Add(1)
-		go c.ping(ctx, pong)
+		go c.ping(pong)
 		deadline := time.NewTimer(interval)
 	wait:
 		for {
@@ -431,12 +422,4 @@ func (c *Conn) life() life {
 // alive reports whether now shows life since then.
 func (now life) alive(then life) bool {
 	return now.read != then.read || now.acked-then.acked >= minAckedLife
-}
-
-// ping sends one ping and reports the outcome on pong (buffered). It
-// returns when the pong arrives or the connection ends.
-func (c *Conn) ping(_ context.Context, pong chan<- error) {
-	defer c.wg.Done()
-	_, err := c.spdy.Ping()
-	pong <- err
 }

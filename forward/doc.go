@@ -17,19 +17,20 @@
 // client gets a FIN (a clean EOF) only when the server finished the
 // connection's data stream with a FIN and its error stream ended empty; the
 // kubelet closes the error stream before the data stream on success, so
-// this costs nothing on the happy path. spdystream ends a stream's reads
-// with the same EOF for a FIN, a reset and a lost connection, so the
-// connection's reader records the FIN flags of the frames it reads
-// (endTracker) before spdystream handles them. Any other end (a message on
-// the error stream, a reset, the SPDY connection lost, the session closed)
-// reaches the local client as a TCP reset, after every byte that had
+// this costs nothing on the happy path. The connection's frame reader
+// (spdy.go) ends each stream with what ended it: a FIN, a reset, or the
+// connection's own end, which is recorded before any stream is ended
+// (spdystream, which we used before, ended all three with the same EOF,
+// docs/protocol.md §7). Any other end (a message on the error stream, a
+// reset, the SPDY connection lost, the session closed) reaches the local
+// client as a TCP reset, after every byte that had
 // arrived: what was received is written out, the socket's send queue is
 // left to drain (SIOCOUTQ), and only then is the socket closed with
 // SO_LINGER 0.
 //
 // # Backpressure
 //
-// Neither spdystream nor the kubelet implements SPDY flow control, so all
+// Neither our client nor the kubelet implements SPDY flow control, so all
 // streams of a SPDY connection share one TCP receive path: a client that
 // stops reading the connection because one local reader is slow stalls
 // every stream on it (client-go's behaviour), and its keepalive then sees
@@ -52,19 +53,18 @@
 // plus one frame (the kubelet sends at most 32 KiB), and one 128 KiB read
 // buffer from a pool while local data is being sent or spilled data read
 // back; per SPDY connection, that times its streams, plus a 16 KiB read
-// buffer, a frame writer buffer of up to 256 KiB (and, only while a
+// buffer and a frame writer buffer of up to 256 KiB (and, only while a
 // write is under way, frames held by a cork, up to 64 KiB, and package
-// kube's pooled batch of TLS records), and from the first
-// reply a zlib reader of about 45 KB for the server's header blocks
-// (spdystream's own header compression, an 800 KB zlib writer per
-// connection, is turned off: headers.go); over WebSocket also the
-// library's 4 KiB read and write buffers, and a pooled buffer the size of
-// a frame while one is written; per session, that
-// times its connections (one, plus any draining after a move). Disk: up to
-// SpillLimit per stream, only while its reader is behind. An idle
-// connection holds no data buffer: its local reads wait for readability
-// before taking one (BenchmarkIdleConnections measures 23-29 KiB per
-// idle connection, half or more of it the stacks of its five goroutines).
+// kube's pooled batch of TLS records). Header blocks cost no zlib state:
+// ours are written as stored deflate blocks, and the server's are never
+// read (headers.go). Over WebSocket also the library's 4 KiB read and
+// write buffers, and a pooled buffer the size of a frame while one is
+// written; per session, that times its connections (one, plus any
+// draining after a move). Disk: up to SpillLimit per stream, only while
+// its reader is behind. An idle connection holds no data buffer: its
+// local reads wait for readability before taking one
+// (BenchmarkIdleConnections measures 14-15 KiB and three goroutines per
+// idle connection: the Forward call's own, send and deliver).
 //
 // The kubelet's side of the same problem (a pod that does not read what we
 // send stalls the kubelet's frame workers for that connection) cannot be
@@ -83,33 +83,44 @@
 //     write as one batch. A new local connection's two SYN_STREAMs, the
 //     error stream's FIN and whatever the local client already sent leave
 //     corked, in one write and one TLS record (frameWriter.cork,
-//     pair.sendEarly).
-//   - One goroutine hop fewer per small received frame: while the stream
-//     buffer is empty, the goroutine that receives a frame of up to 8 KiB
-//     writes it to the local socket without waiting (pair.writeNow).
+//     pair.sendEarly). Local data is read behind room for the frame
+//     header, so a DATA frame is written from the buffer it was read into.
+//   - No goroutine hop per received frame: the frame reader writes a small
+//     frame to the local socket itself when the socket takes it at once
+//     and nothing waits in the stream buffer (Conn.streamData); anything
+//     else goes into the stream buffer for deliver.
+//   - Fair turns for many uploads: frames are written in the order their
+//     senders came (fifoMutex), and while other local connections are
+//     sending, a frame carries at most 32 KiB (Conn.frameSize). With a
+//     faster client, a hundred concurrent uploads over WebSocket under the
+//     race detector let a stream wait up to a second between two frames
+//     with 128 KiB frames, long enough for a server with a 1 s read
+//     timeout (tests/e2e TestWebSocketTransportManyConnections) to give up
+//     on it; now the longest wait is about 0.4 s.
 //
-// What is left was measured before deciding to keep spdystream (make
-// bench, medians of 5, 2 CPUs shared by client and server): per 1-byte
-// round trip the client uses about 110 µs of CPU, as client-go does, and
-// the kubelet's code 130 µs; per new connection the client 370 µs
-// (client-go 750) and the server 565 µs (client-go 835). A round-trip
-// profile of the client is half syscalls and a quarter futex and
-// scheduler: the kubelet writes each frame as three TLS records, so the
-// frame reader wakes up to three times per frame, and then each received
-// frame is allocated (spdy.Framer), queued in a PriorityFrameQueue (mutex,
-// sync.Cond, heap), handed to one of five frame workers and from there
-// over an unbuffered channel to our receive goroutine, and every frame
-// read or written also wakes the idleAwareFramer's monitor goroutine, even
-// with no idle timeout. The round-trip goal (0.7x client-go) needs the
-// client's share cut by more than half, which the wake-ups inside
-// spdystream prevent; the connection goal (2x) is below what the server
-// alone uses per connection here. The way forward, when it is worth it, is
-// our own connection logic on spdystream's spdy framer rather than a
-// wrapper: the wire layer already parses every frame header (endTracker),
-// and could hand the DATA frames of our streams straight to their stream
-// buffers, giving spdystream only control frames (or replacing it). The
-// monitor's wake-up per frame is a small upstream patch (signal only when
-// an idle timeout is set).
+// Our own SPDY connection (spdy.go), not spdystream's. With spdystream, per
+// 1-byte round trip the client used about 110 µs of CPU, as client-go
+// does: a round-trip profile was half syscalls and a quarter futex and
+// scheduler, because each received frame was allocated (spdy.Framer),
+// queued in a PriorityFrameQueue (mutex, sync.Cond, heap), handed to one
+// of five frame workers and from there over an unbuffered channel to our
+// receive goroutine, and every frame read or written also woke the
+// idleAwareFramer's monitor goroutine. Wrapping it could not remove those
+// hops, so the connection logic is ours now, on a frame codec of a few
+// hundred lines: one goroutine reads every frame and hands DATA straight
+// to its stream; the server's header blocks are skipped, not inflated.
+// Measured before and after, back to back (make bench, 2 CPUs shared by
+// client and server and, that day, other jobs; medians of 5, tunnels ÷
+// client-go): client CPU per round trip 114 → 65 µs (0.94x → 0.57x),
+// round trip p50 0.93x → 0.66x, per new connection 549 → 476 µs of client
+// CPU and 1.41x → 1.73x the rate (the kubelet's code alone uses about
+// 770 µs per connection here, so 2x is out of reach), upload 1.27x →
+// 1.83x, download 0.95x → 1.00x, 100 concurrent downloads 0.99x → 1.10x,
+// client CPU per GiB 0.86x → 0.74x. 100 concurrent uploads went 1.45x →
+// 1.18x: the price of the 32 KiB frames that keep their turns fair (an
+// earlier run without them: 1.35x both sides). Each local connection also
+// costs three goroutines instead of five, and an idle one 14-15 KiB
+// instead of 21-23.
 //
 // # Failures and retries
 //

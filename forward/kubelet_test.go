@@ -137,18 +137,21 @@ func (k *fakeKubelet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pod := strings.TrimSuffix(r.URL.Path, "/portforward")
 	pod = pod[strings.LastIndex(pod, "/")+1:]
 	h := &fakeHandler{k: k, pod: pod, conn: sc, pairs: map[string]*fakePair{}}
+	served := make(chan struct{})
 	go func() {
 		defer k.handlers.Done()
 		sc.Serve(func(s *spdystream.Stream) {
 			if noReply {
 				// Never reply, but take the client's reset, which
-				// spdystream hands over on an unbuffered channel.
+				// spdystream hands over on an unbuffered channel, until
+				// Serve has returned: a reset read just before the
+				// connection closed is handed over after that.
 				h.wg.Add(1)
 				go func() {
 					defer h.wg.Done()
 					for s.WaitTimeout(20*time.Millisecond) == spdystream.ErrTimeout {
 						select {
-						case <-sc.CloseChan():
+						case <-served:
 							return
 						default:
 						}
@@ -158,6 +161,7 @@ func (k *fakeKubelet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			h.stream(s)
 		})
+		close(served)
 		// Make sure spdystream's shutdown goroutine runs, and take the
 		// error it hands to a waiter, so that it ends now.
 		sc.Close()

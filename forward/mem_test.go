@@ -28,10 +28,11 @@ func serveFakeKubeletProcess() {
 }
 
 // BenchmarkIdleConnections reports the client memory (Go heap in use plus
-// goroutine stacks) of 1,000 forwarded connections that have exchanged a
-// byte and gone idle. The server runs in another process, so that only the
-// client is counted; the 1,000 local client sockets of the test are
-// counted too (a few hundred bytes each).
+// goroutine stacks) and goroutines of 1,000 forwarded connections that
+// have exchanged a byte and gone idle (each Forward call's own goroutine
+// included). The server runs in another process, so that only the client
+// is counted; the 1,000 local client sockets of the test are counted too
+// (a few hundred bytes each).
 func BenchmarkIdleConnections(b *testing.B) {
 	const n = 1000
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -56,6 +57,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 			b.Fatal(err)
 		}
 		before := clientMemory()
+		goroutines := runtime.NumGoroutine()
 		clients := make([]net.Conn, 0, n)
 		done := make(chan error, n)
 		for range n {
@@ -71,6 +73,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 			clients = append(clients, client)
 		}
 		after := clientMemory()
+		b.ReportMetric(float64(runtime.NumGoroutine()-goroutines)/n, "goroutines/idle-conn")
 		b.ReportMetric(float64(after.total()-before.total())/n/1024, "KiB/idle-conn")
 		b.ReportMetric(float64(after.stack-before.stack)/n/1024, "stack-KiB/idle-conn")
 		for _, cl := range clients {

@@ -6,22 +6,20 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/moby/spdystream"
 )
 
-// Stream headers of the port-forward protocol.
+// Stream headers of the port-forward protocol, lowercase as SPDY/3
+// requires (the kubelet reads them as streamType, port and requestID).
 const (
-	headerStreamType = "streamType"
+	headerStreamType = "streamtype"
 	headerPort       = "port"
-	headerRequestID  = "requestID"
+	headerRequestID  = "requestid"
 	streamTypeError  = "error"
 	streamTypeData   = "data"
 )
@@ -194,9 +192,9 @@ type pair struct {
 	rp     replay
 
 	localRaw        syscall.RawConn // local's socket, for writeNow; nil if none
-	errStream, data *spdystream.Stream
+	errStream, data *stream
+	replyTimer      *time.Timer // bounds the wait for the server's replies
 	buf             *streamBuffer
-	finSent         atomic.Bool // the data stream's write side was closed
 	gotData         atomic.Bool // a byte came back from the pod
 
 	// sent keeps what local sent while nothing came back, for a retry;
@@ -214,17 +212,15 @@ type pair struct {
 	upC   chan error // local → pod ended: nil after a clean EOF
 	downC chan error // pod → local ended: nil after a clean end
 
-	recvDone chan struct{} // closed when receive has returned
+	recvDone chan struct{} // closed when the data stream ended
 	errEnd   chan struct{} // closed when the error stream ended; then errFinal holds
 	errFinal error         // nil: the error stream ended empty with a FIN
 }
 
-func (p *pair) headers(streamType string) http.Header {
-	h := http.Header{}
-	h.Set(headerStreamType, streamType)
-	h.Set(headerPort, p.remote)
-	h.Set(headerRequestID, strconv.FormatUint(p.id, 10))
-	return h
+// headers returns the plain header block of the pair's stream of type
+// streamType.
+func (p *pair) headers(streamType string) []byte {
+	return headerBlock(headerStreamType, streamType, headerPort, p.remote, headerRequestID, strconv.FormatUint(p.id, 10))
 }
 
 // outcome is how a pair ends for the local connection.
@@ -241,10 +237,11 @@ const (
 func (p *pair) run() error {
 	c := p.c
 	// Error stream first, then data stream, as the kubelet expects. Their
-	// SYN_REPLYs are awaited in the background rather than one after the
-	// other (which costs client-go two round trips per connection): the
-	// server handles a SYN_STREAM before any later frame of that stream, so
-	// data may follow the SYN_STREAM at once.
+	// SYN_REPLYs are not awaited (client-go waits for each in turn, two
+	// round trips per connection): the frame reader notes them, and a
+	// timer (startReplyTimer) bounds how long they may take. The server
+	// handles a SYN_STREAM before any later frame of that stream, so data
+	// may follow the SYN_STREAM at once.
 	// The two SYN_STREAMs, the error stream's FIN and whatever the local
 	// client has sent already go out in one write.
 	c.wire.w.cork()
@@ -258,39 +255,31 @@ func (p *pair) run() error {
 		}
 	}
 	defer uncork()
-	es, err := c.spdy.CreateStream(p.headers(streamTypeError), nil, false)
-	if err != nil {
+	p.errStream = &stream{p: p, isErr: true}
+	p.data = &stream{p: p}
+	p.startReplyTimer()
+	if err := c.open(p.errStream, p.headers(streamTypeError)); err != nil {
 		// Nothing was sent. A Conn that cannot open streams (ids used up,
 		// GOAWAY) is only cured by a new one.
+		p.replyTimer.Stop()
 		c.stale("create stream: %v", err)
 		return notReached(fmt.Errorf("forward to port %d: create error stream: %w", p.port, c.streamErr(err)), p.rp)
 	}
-	p.errStream = es
-	c.wire.ends.watch(es.Identifier())
-	defer c.wire.ends.forget(es.Identifier())
 	// We never write on the error stream.
-	_ = es.Close()
-	ds, err := c.spdy.CreateStream(p.headers(streamTypeData), nil, false)
-	if err != nil {
+	_ = p.errStream.closeWrite(c)
+	if err := c.open(p.data, p.headers(streamTypeData)); err != nil {
 		uncork()
-		c.stale("create stream: %v", err)
-		p.wg.Add(1)
-		go p.readErrors() // still owns the error stream's reply
 		close(p.quit)
-		_ = p.errStream.Reset()
-		p.wg.Wait()
+		p.replyTimer.Stop()
+		c.unregister(p.errStream)
+		c.stale("create stream: %v", err)
 		p.buf.abort()
 		return notReached(fmt.Errorf("forward to port %d: create data stream: %w", p.port, c.streamErr(err)), p.rp)
 	}
-	p.data = ds
-	c.wire.ends.watch(ds.Identifier())
-	defer c.wire.ends.forget(ds.Identifier())
 	p.sendEarly()
 	uncork()
 
-	p.wg.Add(4)
-	go p.readErrors()
-	go p.receive()
+	p.wg.Add(2)
 	go p.deliver()
 	go p.send()
 
@@ -373,7 +362,7 @@ func (p *pair) wait() (outcome, error) {
 func (p *pair) podFinished() bool {
 	select {
 	case <-p.errEnd:
-		return p.errFinal == nil && p.c.wire.ends.finished(p.data.Identifier())
+		return p.errFinal == nil && p.data.finished()
 	default:
 		return false
 	}
@@ -384,8 +373,9 @@ const explainWait = time.Second
 
 // explain returns the error stream's message for a data stream that ended
 // badly, if one comes: the kubelet writes the message and then resets the
-// data stream, and the two travel through different frame workers, so the
-// reset can arrive first. Otherwise it returns err.
+// data stream, from different goroutines (and through different frame
+// workers of its spdystream), so the reset can arrive first. Otherwise it
+// returns err.
 func (p *pair) explain(err error) error {
 	t := time.NewTimer(explainWait)
 	defer t.Stop()
@@ -410,9 +400,9 @@ func (p *pair) failed(err error) (outcome, error) {
 	p.failOnce.Do(func() {
 		if end == endReset && p.serverFailed(err) {
 			// The kubelet writes its message and then resets the data
-			// stream, after the data it had sent: let that data in (frames
-			// already read are still queued in spdystream, and a reset of
-			// ours would drop them) before resetting it ourselves.
+			// stream, after the data it had sent: let that data in (it
+			// may still be on the way, and once the pair has decided
+			// nothing more reaches local) before resetting it ourselves.
 			t := time.NewTimer(explainWait)
 			select {
 			case <-p.recvDone:
@@ -421,11 +411,8 @@ func (p *pair) failed(err error) (outcome, error) {
 			}
 			t.Stop()
 		}
-		if p.finSent.Load() {
-			// Reset sends nothing once our side is finished; Cancel does.
-			_ = p.data.Cancel()
-		}
-		_ = p.data.Reset()
+		// A reset even after our FIN, so that the pod stops sending.
+		_ = p.data.cancel(p.c)
 		p.stopSend()
 		if end == endLocal {
 			p.buf.abort()
@@ -466,17 +453,24 @@ func (p *pair) retryable(err error) bool {
 // docs/protocol.md §8), waits for the pair's goroutines, and ends local.
 func (p *pair) finish(end outcome) {
 	close(p.quit)
+	p.replyTimer.Stop()
 	if end == endRetry {
 		// Nothing was written to local: drop what little arrived (an
 		// empty buffer, by retryable) and stop delivering.
 		p.buf.abort()
 	}
-	if p.data != nil {
-		_ = p.data.Reset()
-	}
-	// The error stream's write side is closed already, so Reset sends
-	// nothing: it only unblocks our reader and forgets the stream.
-	_ = p.errStream.Reset()
+	// From here the frame reader hands nothing more to local (a retried
+	// connection must have been sent nothing), and drops the server's
+	// later frames for the pair.
+	p.data.detach()
+	_ = p.data.reset(p.c)
+	p.c.unregister(p.data)
+	p.c.unregister(p.errStream)
+	// What arrived still goes to local (unless aborted); then deliver
+	// ends. The error stream's write side is closed already, so nothing
+	// is sent for it.
+	p.data.end(errStreamReset)
+	p.errStream.end(errStreamReset)
 	// After a failure a paused local reader gets every byte that arrived
 	// whenever it reads again; the drain is bounded only once the pair's
 	// owner ends it (the port removed, the session closed), by CloseTimeout.
@@ -497,164 +491,6 @@ func (p *pair) finish(end outcome) {
 	case endRetry:
 		_ = p.local.SetDeadline(time.Time{})
 	}
-}
-
-// lateReplyWait is how long waitReply keeps waiting after the pair has
-// been decided and its streams reset. spdystream forgets a reset stream, so
-// only a frame handler already holding the stream can still hand over a
-// reset; this covers that window.
-const lateReplyWait = time.Second
-
-// waitReply waits for the server's SYN_REPLY to s. It must run for every
-// stream we create until the reply, the end of the connection, or the
-// stream's reset: spdystream hands a reset that arrives before the reply
-// over on an unbuffered channel, and without a waiter that frame worker,
-// and with it the connection, blocks forever. spdystream offers only a
-// timed wait that a dead connection does not interrupt, so it waits in
-// short steps and checks between them.
-//
-// A server that does not answer within StreamCreationTimeout has stopped
-// opening streams on this connection (containerd 1.6 does after three
-// failed streams): the Conn is marked stale, so the session dials a fresh
-// one, and the pair is retried there.
-func (p *pair) waitReply(s *spdystream.Stream) error {
-	deadline := time.Now().Add(p.c.opts.StreamCreationTimeout)
-	quit := p.quit
-	for {
-		step := min(time.Until(deadline), 100*time.Millisecond)
-		if step <= 0 {
-			if quit == nil {
-				return errBufferAborted // nobody is waiting for the answer
-			}
-			p.c.stale("no answer to a new stream within %s", p.c.opts.StreamCreationTimeout)
-			return fmt.Errorf("%w (%s)", ErrStreamTimeout, p.c.opts.StreamCreationTimeout)
-		}
-		err := s.WaitTimeout(step)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, spdystream.ErrReset):
-			return fmt.Errorf("%w: the server refused the stream", ErrProtocol)
-		case err != spdystream.ErrTimeout:
-			return err
-		}
-		select {
-		case <-p.c.served:
-			// spdystream's frame workers have all stopped.
-			return p.c.endErr()
-		case <-quit:
-			quit = nil
-			deadline = time.Now().Add(lateReplyWait)
-		default:
-		}
-	}
-}
-
-// endCause explains why a stream's reads ended: nil when the server
-// finished it with a FIN, else the end of the Conn or a reset.
-func (p *pair) endCause(s *spdystream.Stream) error {
-	if p.c.wire.ends.finished(s.Identifier()) {
-		return nil
-	}
-	return p.c.endErr()
-}
-
-// endErr explains the end of a stream that the server did not finish:
-// the Conn's end if it ended (the read error that ended it is recorded
-// before spdystream closes the streams), else a reset.
-func (c *Conn) endErr() error {
-	if cause := c.Err(); cause != nil {
-		return cause
-	}
-	if err := c.wire.lastReadErr(); err != nil {
-		return fmt.Errorf("pod %s/%s: %w: read: %v", c.namespace, c.pod, ErrLostConnection, err)
-	}
-	select {
-	case <-c.served:
-		return fmt.Errorf("pod %s/%s: %w: the server ended the connection", c.namespace, c.pod, ErrLostConnection)
-	default:
-	}
-	return errStreamReset
-}
-
-// readErrors reads the error stream to its end. The server writes a
-// message there when forwarding failed; an empty stream that the server
-// finished means success.
-func (p *pair) readErrors() {
-	defer p.wg.Done()
-	defer close(p.errEnd)
-	if err := p.waitReply(p.errStream); err != nil {
-		p.errFinal = fmt.Errorf("error stream: %w", err)
-		return
-	}
-	var msg []byte
-	for {
-		b, err := p.errStream.ReadData()
-		if err != nil {
-			break
-		}
-		if room := maxErrorMessage - len(msg); room > 0 {
-			msg = append(msg, b[:min(len(b), room)]...)
-		}
-	}
-	switch {
-	case len(msg) > 0:
-		p.errFinal = &RemoteError{Port: p.port, Message: string(msg)}
-	default:
-		if err := p.endCause(p.errStream); err != nil {
-			p.errFinal = fmt.Errorf("error stream: %w", err)
-		}
-	}
-}
-
-// receive moves the data stream's frames into the stream buffer as fast as
-// they arrive, so spdystream's frame worker is never held up by the local
-// connection (see streamBuffer).
-func (p *pair) receive() {
-	defer p.wg.Done()
-	defer close(p.recvDone)
-	if err := p.waitReply(p.data); err != nil {
-		p.buf.closeWrite(fmt.Errorf("data stream: %w", err))
-		return
-	}
-	for {
-		b, err := p.data.ReadData()
-		if err != nil {
-			// EOF: the server finished or reset the stream, or the
-			// connection ended; endCause tells which.
-			p.buf.closeWrite(p.endCause(p.data))
-			return
-		}
-		if len(b) > 0 {
-			p.gotData.Store(true)
-			b = p.writeNow(b)
-			if len(b) > 0 && !p.buf.push(b, p.c.blockedReader) {
-				return
-			}
-		}
-	}
-}
-
-// maxWriteNow is the largest frame writeNow writes itself. Larger frames
-// are bulk transfer, where deliver writing one frame while receive takes
-// the next keeps spdystream's frame worker (which waits for receive)
-// moving, and the hop saved is lost in the copy: 100 concurrent downloads
-// measured 245/277 MB/s written here against 289/284 through deliver,
-// within this machine's noise but not better.
-const maxWriteNow = 8 << 10
-
-// writeNow writes to the local connection as much of b as its socket
-// takes without waiting, if b is small and nothing else waits to be
-// delivered, and returns the rest. A local reader that keeps up so gets a
-// small frame from the goroutine that received it, one goroutine hop fewer
-// than through deliver; the rest goes through the buffer as before.
-func (p *pair) writeNow(b []byte) []byte {
-	if p.localRaw == nil || len(b) > maxWriteNow || !p.buf.empty() {
-		return b
-	}
-	n := writeNow(p.localRaw, b)
-	p.stats.in(n)
-	return b[n:]
 }
 
 // deliver writes buffered data to the local connection. When the pod's
@@ -715,19 +551,21 @@ func (p *pair) halfCloseLocal() error {
 // with the frames that open the pair (under their cork): one TLS record
 // and one frame read fewer for the server per connection whose client
 // speaks first. It reads without waiting, before send starts, and send
-// carries on from there.
+// carries on from there; while others send, it takes no more than a
+// shared frame (frameSize): a hundred connections opening at once would
+// otherwise each put up to 128 KiB ahead of the streams already running.
 func (p *pair) sendEarly() {
 	if p.localRaw == nil || len(p.rp.sent) > 0 || p.rp.eof {
 		return
 	}
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
-	n := readNow(p.localRaw, *bp)
+	n := readNow(p.localRaw, (*bp)[:p.c.frameSize()])
 	if n == 0 {
 		return
 	}
 	p.keep((*bp)[:n])
-	if err := p.data.WriteData((*bp)[:n], false); err != nil {
+	if err := p.data.write(p.c, (*bp)[:n]); err != nil {
 		p.earlyErr = err
 		return
 	}
@@ -744,7 +582,7 @@ func (p *pair) send() {
 		return
 	}
 	if len(p.rp.sent) > 0 {
-		if err := p.data.WriteData(p.rp.sent, false); err != nil {
+		if err := p.data.write(p.c, p.rp.sent); err != nil {
 			p.upC <- p.c.streamErr(err)
 			return
 		}
@@ -760,11 +598,13 @@ func (p *pair) send() {
 			p.upC <- p.localReadErr(err)
 			return
 		}
+		// The payload is read behind room for the frame header, so that
+		// the frame is written from this buffer without a copy.
 		bp := copyBuffers.Get().(*[]byte)
-		n, rerr := p.local.Read(*bp)
+		n, rerr := p.local.Read((*bp)[frameHeaderSize : frameHeaderSize+p.c.frameSize()])
 		if n > 0 {
-			p.keep((*bp)[:n])
-			err := p.data.WriteData((*bp)[:n], false)
+			p.keep((*bp)[frameHeaderSize : frameHeaderSize+n])
+			err := p.data.writeFrame(p.c, (*bp)[:frameHeaderSize+n])
 			copyBuffers.Put(bp)
 			if err != nil {
 				p.upC <- p.c.streamErr(err)
@@ -803,8 +643,7 @@ func (p *pair) keep(b []byte) {
 
 // closeData half-closes the data stream: the pod sees EOF.
 func (p *pair) closeData() error {
-	p.finSent.Store(true)
-	if err := p.data.Close(); err != nil && !errors.Is(err, spdystream.ErrWriteClosedStream) {
+	if err := p.data.closeWrite(p.c); err != nil {
 		return p.c.streamErr(err)
 	}
 	return nil

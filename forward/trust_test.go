@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/moby/spdystream/spdy"
 
 	"github.com/tunnels-dev/tunnels/internal/leakcheck"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
@@ -290,42 +287,6 @@ func (p *probeUpgrader) probes() int {
 	return p.n
 }
 
-// TestEndTracker: FINs are recorded for watched streams from frames split
-// anywhere across reads, and control frames without FIN are skipped.
-func TestEndTracker(t *testing.T) {
-	var wire bytes.Buffer
-	framer, err := spdy.NewFramer(&wire, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	frames := append(testFrames(), &spdy.SynReplyFrame{StreamId: 5, CFHeader: spdy.ControlFrameHeader{Flags: spdy.ControlFlagFin}, Headers: http.Header{}})
-	for _, f := range frames {
-		if err := framer.WriteFrame(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A data FIN on stream 1 and a SYN_REPLY FIN on stream 5; stream 3 was
-	// reset, and 7 is not watched.
-	for _, split := range []int{1, 3, 7, 8, 9, 100, wire.Len()} {
-		var tr endTracker
-		tr.watch(1)
-		tr.watch(3)
-		tr.watch(5)
-		b := wire.Bytes()
-		for len(b) > 0 {
-			n := min(split, len(b))
-			tr.feed(b[:n])
-			b = b[n:]
-		}
-		if !tr.finished(1) || tr.finished(3) || !tr.finished(5) {
-			t.Errorf("split %d: finished 1, 3, 5 = %v, %v, %v; want true, false, true", split, tr.finished(1), tr.finished(3), tr.finished(5))
-		}
-		if tr.nhdr != 0 || tr.left != 0 {
-			t.Errorf("split %d: tracker mid-frame after whole frames (%d header bytes, %d left)", split, tr.nhdr, tr.left)
-		}
-	}
-}
-
 // TestForwardPodFinishedBeforeTheConnectionDied: once the server has ended
 // a pair cleanly, losing the connection takes nothing from a local reader
 // that is behind: it gets every byte and a clean EOF.
@@ -339,11 +300,11 @@ func TestForwardPodFinishedBeforeTheConnectionDied(t *testing.T) {
 	paused.CloseWrite() // the pair can end as soon as the target is done
 	<-wrote
 	eventually(t, "the server to finish both streams", func() bool {
-		c.wire.ends.mu.Lock()
-		defer c.wire.ends.mu.Unlock()
+		c.streamsMu.Lock()
+		defer c.streamsMu.Unlock()
 		n := 0
-		for _, fin := range c.wire.ends.watched {
-			if fin {
+		for _, s := range c.streams {
+			if s.finished() {
 				n++
 			}
 		}

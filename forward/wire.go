@@ -3,46 +3,50 @@ package forward
 import (
 	"bufio"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
-	"slices"
-	"sync"
 	"sync/atomic"
 )
 
-// readBufferSize is the bufio.Reader under spdystream's framer. The framer
-// reads each frame as two 4-byte words and then the payload; without a
-// buffer that is three read(2) calls per frame (docs/protocol.md §13.1).
-// Payloads larger than the buffer are read straight into the framer's
-// slice, so this costs no extra copy for them: 16 KiB, below the
-// kubelet's 32 KiB frames, so that a download's payloads go from TLS's
-// record straight to the frame (64 KiB copied every payload once more:
-// runtime.memmove 0.25 s against 0.18 s per GiB down).
+// readBufferSize is the bufio.Reader the frame reader reads through: a
+// frame header and a small payload cost no read(2) of their own
+// (docs/protocol.md §13.1). Payloads larger than the buffer are read
+// straight into their own slice, so this costs no extra copy for them:
+// 16 KiB, below the kubelet's 32 KiB frames, so that a download's payloads
+// go from TLS's record straight to the stream buffer (64 KiB copied every
+// payload once more: runtime.memmove 0.25 s against 0.18 s per GiB down).
 const readBufferSize = 16 << 10
 
-// frameHeaderSize is the size of every SPDY/3.1 frame header, control or
-// data: 4 bytes of stream id or version/type, then 1 byte of flags and 3 of
-// payload length.
-const frameHeaderSize = 8
-
-// wireConn is the upgraded connection as spdystream sees it: reads go
-// through a large bufio.Reader, and each frame, which spdystream's framer
-// writes in several small pieces, goes to the network in one Write.
+// wireConn is the upgraded connection as our SPDY code uses it: reads go
+// through a bufio.Reader, counted for the keepalive, and frames are
+// written whole, one write per frame or per corked burst.
 type wireConn struct {
 	net.Conn
 	r         *bufio.Reader
-	hr        headerReader // set up by plain; reads through r
-	w         frameWriter
+	w         *frameWriter
 	bytesRead atomic.Uint64 // read progress, which keepalive counts as life
 	readErr   atomic.Pointer[error]
-	ends      endTracker // how the server ended each stream
 }
 
 func newWireConn(c net.Conn) *wireConn {
-	wc := &wireConn{Conn: c, r: bufio.NewReaderSize(c, readBufferSize)}
-	wc.w.w = c
-	wc.w.batch = findBatcher(c)
+	wc := &wireConn{Conn: c}
+	wc.r = bufio.NewReaderSize(countingReader{wc}, readBufferSize)
+	wc.w = newFrameWriter(c)
 	return wc
+}
+
+// countingReader reads the network connection for the bufio.Reader,
+// counting bytes and keeping the first error.
+type countingReader struct{ c *wireConn }
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.c.Conn.Read(p)
+	r.c.bytesRead.Add(uint64(n))
+	if err != nil {
+		r.c.readErr.CompareAndSwap(nil, &err)
+	}
+	return n, err
 }
 
 // writeBatcher is a connection under TLS that can gather the records of
@@ -68,36 +72,6 @@ func findBatcher(c net.Conn) writeBatcher {
 	return nil
 }
 
-// Read reads from the buffered reader. Bytes the upgrader had already read
-// past the 101 response come out first, because the net.Conn it returned
-// yields them first.
-func (c *wireConn) Read(p []byte) (int, error) {
-	var n int
-	var err error
-	if c.hr.src != nil {
-		n, err = c.hr.Read(p)
-	} else {
-		n, err = c.r.Read(p)
-	}
-	c.bytesRead.Add(uint64(n))
-	c.ends.feed(p[:n])
-	if err != nil {
-		c.readErr.CompareAndSwap(nil, &err)
-	}
-	return n, err
-}
-
-// Write coalesces frame pieces; see frameWriter.
-func (c *wireConn) Write(p []byte) (int, error) { return c.w.Write(p) }
-
-// plain makes the connection compress and inflate SPDY header blocks for
-// a framer whose own header compression is off (see headers.go). Call it
-// before the first frame.
-func (c *wireConn) plain() {
-	c.hr.src = c.r
-	c.w.deflate = &deflater{}
-}
-
 // lastReadErr returns the first error a read returned, or nil.
 func (c *wireConn) lastReadErr() error {
 	if p := c.readErr.Load(); p != nil {
@@ -106,70 +80,155 @@ func (c *wireConn) lastReadErr() error {
 	return nil
 }
 
-// frameWriter collects the pieces of one SPDY frame and writes the whole
-// frame with a single Write once the length its header declares has
-// arrived. spdystream's framer writes a data frame as stream id (4 bytes),
-// flags and length (4 bytes) and payload, and a control frame in even more
-// pieces; with TCP_NODELAY each piece could leave as its own segment and
-// cost its own syscall (docs/protocol.md §13.2). The frame length is bytes
-// 5-7 of every frame header, control or data.
-//
-// spdystream already serialises frame writes under its own lock; mu makes
-// frameWriter safe on its own anyway.
+// frameWriter writes whole SPDY frames, each with a single Write: a
+// frame's header and payload in one piece, so that with TCP_NODELAY a
+// header never leaves as a segment of its own (docs/protocol.md §13.2),
+// and under TLS one record (or one batch of records) per frame.
 //
 // While corked (see cork), complete frames are held and go out together,
 // in one write, at the next uncork: the SYN_STREAMs and FIN that open a
 // forwarded connection, and whatever other streams sent meanwhile, cost
 // one syscall and one TLS record instead of one each.
 type frameWriter struct {
-	mu      sync.Mutex
+	mu      fifoMutex
 	w       io.Writer
 	batch   writeBatcher // under w's TLS, if any: one syscall per write
-	deflate *deflater    // compresses header blocks; nil if spdystream does
-	buf     []byte       // the frame being collected
-	need    int          // the frame's total size once its header is complete
+	deflate deflater     // compresses header blocks
+	lastID  uint32       // the last stream id opened
+	buf     []byte       // the frame being written
 	corked  int          // cork depth; held frames wait while it is above 0
 	held    []byte       // complete frames held by a cork
 	err     error        // the first write error: the frame stream is broken
+}
+
+// fifoMutex is a mutex that goes to its waiters in the order they came.
+// sync.Mutex lets a goroutine that unlocks and locks again at once go
+// before those already waiting; for the frame writer, where every local
+// connection queues its frames, that let one stream wait most of a second
+// while a hundred others wrote (the channel's queue of blocked senders is
+// first in, first out, and a freed slot goes to the first of them).
+type fifoMutex struct{ c chan struct{} }
+
+// Lock waits for the mutex. The zero value is not usable; see newFIFOMutex.
+func (m *fifoMutex) Lock() { m.c <- struct{}{} }
+
+// Unlock frees the mutex for the longest waiter.
+func (m *fifoMutex) Unlock() { <-m.c }
+
+func newFIFOMutex() fifoMutex { return fifoMutex{c: make(chan struct{}, 1)} }
+
+// newFrameWriter returns a frame writer to w, batching its writes under
+// TLS if w allows.
+func newFrameWriter(w io.Writer) *frameWriter {
+	f := &frameWriter{w: w, mu: newFIFOMutex()}
+	if c, ok := w.(net.Conn); ok {
+		f.batch = findBatcher(c)
+	}
+	return f
 }
 
 // maxKeptBuffer is the largest buffer kept between frames; a rare larger
 // frame gets a buffer of its own that is dropped after the write.
 const maxKeptBuffer = 256 << 10
 
-// Write appends p to the current frame and writes each frame that p
-// completes. After an error it reports 0 bytes written: the frame stream is
-// broken and the connection unusable anyway.
-func (f *frameWriter) Write(p []byte) (int, error) {
+// data writes a DATA frame on stream id, with FIN if fin.
+func (f *frameWriter) data(id uint32, p []byte, fin bool) error {
+	if len(p) > maxFrameLength {
+		return fmt.Errorf("%w: a frame of %d bytes", ErrProtocol, len(p))
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n := len(p)
-	for len(p) > 0 {
-		if len(f.buf) < frameHeaderSize {
-			k := min(frameHeaderSize-len(f.buf), len(p))
-			f.buf = append(f.buf, p[:k]...)
-			p = p[k:]
-			if len(f.buf) < frameHeaderSize {
-				break
-			}
-			length := int(binary.BigEndian.Uint32(f.buf[4:8]) & 0xffffff)
-			f.need = frameHeaderSize + length
-			if cap(f.buf) < f.need {
-				grown := make([]byte, len(f.buf), f.need)
-				copy(grown, f.buf)
-				f.buf = grown
-			}
-		}
-		k := min(f.need-len(f.buf), len(p))
-		f.buf = append(f.buf, p[:k]...)
-		p = p[k:]
-		if len(f.buf) == f.need {
-			if err := f.flush(); err != nil {
-				return 0, err
-			}
-		}
+	var flags byte
+	if fin {
+		flags = flagFin
 	}
-	return n, nil
+	b := binary.BigEndian.AppendUint32(f.buf[:0], id)
+	b = binary.BigEndian.AppendUint32(b, uint32(flags)<<24|uint32(len(p)))
+	f.buf = append(b, p...)
+	return f.emit()
+}
+
+// dataInPlace writes a DATA frame, without FIN, on stream id from frame,
+// whose first 8 bytes are room for the header and the rest the payload:
+// unless frames are held, frame itself is written, without a copy.
+func (f *frameWriter) dataInPlace(id uint32, frame []byte) error {
+	n := len(frame) - frameHeaderSize
+	if n > maxFrameLength {
+		return fmt.Errorf("%w: a frame of %d bytes", ErrProtocol, n)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	binary.BigEndian.PutUint32(frame[0:4], id)
+	binary.BigEndian.PutUint32(frame[4:8], uint32(n))
+	if f.corked > 0 || len(f.held) > 0 {
+		f.buf = append(f.buf[:0], frame...)
+		return f.emit()
+	}
+	return f.write(frame)
+}
+
+// control starts a control frame of type typ in f.buf; the caller appends
+// the payload and calls emit, which sets the length. Call with mu held.
+func (f *frameWriter) control(typ uint16, flags byte) {
+	b := binary.BigEndian.AppendUint16(f.buf[:0], 0x8000|spdyVersion)
+	b = binary.BigEndian.AppendUint16(b, typ)
+	f.buf = append(b, flags, 0, 0, 0)
+}
+
+// controlWords writes a control frame of type typ whose payload is words,
+// each 32-bit big-endian, as RST_STREAM, PING and GOAWAY are.
+func (f *frameWriter) controlWords(typ uint16, words ...uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.control(typ, 0)
+	for _, w := range words {
+		f.buf = binary.BigEndian.AppendUint32(f.buf, w)
+	}
+	return f.emit()
+}
+
+// rst writes RST_STREAM for stream id with status.
+func (f *frameWriter) rst(id, status uint32) error {
+	return f.controlWords(typeRstStream, id, status)
+}
+
+// ping writes a PING with id: ours, or the server's echoed.
+func (f *frameWriter) ping(id uint32) error { return f.controlWords(typePing, id) }
+
+// goAway writes GOAWAY.
+func (f *frameWriter) goAway(lastGood, status uint32) error {
+	return f.controlWords(typeGoAway, lastGood, status)
+}
+
+// synStream writes a SYN_STREAM with the plain header block, opening the
+// next stream id, and calls opened with that id before the frame can
+// leave, so that the server's answer finds the stream. Ids go out in
+// increasing order, as SPDY requires, because they are taken under the
+// same lock as the write. The header block is compressed here, in wire
+// order, as SPDY's one zlib stream per direction requires.
+func (f *frameWriter) synStream(block []byte, opened func(id uint32) error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	if f.lastID+2 > maxStreamID {
+		return errStreamIDs
+	}
+	id := f.lastID + 2
+	if f.lastID == 0 {
+		id = 1 // client streams are odd
+	}
+	if err := opened(id); err != nil {
+		return err
+	}
+	f.lastID = id
+	f.control(typeSynStream, 0)
+	f.buf = binary.BigEndian.AppendUint32(f.buf, id)
+	f.buf = binary.BigEndian.AppendUint32(f.buf, 0) // associated stream
+	f.buf = append(f.buf, 0, 0)                     // priority, slot
+	f.buf = f.deflate.deflate(f.buf, block)
+	return f.emit()
 }
 
 // maxHeld bounds the frames a cork holds; past it they are written.
@@ -219,17 +278,12 @@ func (f *frameWriter) write(b []byte) error {
 	return err
 }
 
-// flush writes the collected frame, or holds it while corked, and starts
-// the next one.
-func (f *frameWriter) flush() error {
+// emit writes the frame in f.buf, or holds it while corked, after
+// setting a control frame's length. Call with mu held.
+func (f *frameWriter) emit() error {
 	frame := f.buf
-	if f.deflate != nil && frame[0]&0x80 != 0 {
-		if off := headerOffset(binary.BigEndian.Uint16(frame[2:4])); off >= 0 && len(frame) >= frameHeaderSize+off {
-			at := frameHeaderSize + off
-			out := f.deflate.deflate(append(make([]byte, 0, len(frame)+16), frame[:at]...), frame[at:])
-			putLength(out, len(out)-frameHeaderSize)
-			frame = out
-		}
+	if frame[0]&0x80 != 0 {
+		putLength(frame, len(frame)-frameHeaderSize)
 	}
 	var err error
 	switch {
@@ -249,130 +303,5 @@ func (f *frameWriter) flush() error {
 	} else {
 		f.buf = f.buf[:0]
 	}
-	f.need = 0
 	return err
-}
-
-// endTracker follows the frames the server sends, as they are read and
-// before spdystream handles them, and records which streams the server
-// finished with a FIN. spdystream ends a stream's reads with the same EOF
-// whether the server finished it, reset it, or the connection died
-// (docs/protocol.md §7), so a FIN seen here is the only proof of a clean end:
-// the frame is read here before spdystream queues it, so by the time a
-// reader sees the EOF its FIN, if there was one, is recorded.
-//
-// Only the reading goroutine calls feed; mu guards fins against the
-// stream goroutines that ask.
-type endTracker struct {
-	hdr  [frameHeaderSize]byte
-	nhdr int // bytes of hdr filled
-
-	left int // payload bytes of the current frame still to come
-
-	// A SYN_REPLY or HEADERS frame carrying FIN names its stream in the
-	// first 4 bytes of its payload.
-	idWant bool
-	id     [4]byte
-	nid    int
-
-	mu      sync.Mutex
-	watched map[uint32]bool // stream id → finished, for the streams asked about
-	// early keeps the last FINs of streams not watched yet, in case a FIN
-	// is read before the goroutine that created the stream got to watch
-	// it (a reply needs a round trip, so this is a formality).
-	early  [16]uint32
-	nearly int
-}
-
-// SPDY/3.1 control frame types and flags that the wire layer reads.
-const (
-	typeSynStream = 1 // carries a header block
-	typeSynReply  = 2 // carries a header block, and can carry FIN
-	typeHeaders   = 8 // carries a header block, and can carry FIN
-	flagFin       = 0x01
-)
-
-// feed follows the frame boundaries in b, the next bytes read.
-func (t *endTracker) feed(b []byte) {
-	for len(b) > 0 {
-		if t.nhdr < frameHeaderSize {
-			k := copy(t.hdr[t.nhdr:], b)
-			t.nhdr += k
-			b = b[k:]
-			if t.nhdr < frameHeaderSize {
-				return
-			}
-			t.startFrame()
-			continue
-		}
-		if t.idWant {
-			k := copy(t.id[t.nid:], b)
-			t.nid += k
-			t.left -= k
-			b = b[k:]
-			if t.nid == len(t.id) {
-				t.idWant = false
-				t.fin(binary.BigEndian.Uint32(t.id[:]) & 0x7fffffff)
-			}
-		} else {
-			k := min(t.left, len(b))
-			t.left -= k
-			b = b[k:]
-		}
-		if t.left <= 0 {
-			t.nhdr, t.idWant = 0, false
-		}
-	}
-}
-
-// startFrame reads a complete frame header.
-func (t *endTracker) startFrame() {
-	flags := t.hdr[4]
-	t.left = int(binary.BigEndian.Uint32(t.hdr[4:8]) & 0xffffff)
-	if t.hdr[0]&0x80 == 0 { // a data frame: the stream id is in the header
-		if flags&flagFin != 0 {
-			t.fin(binary.BigEndian.Uint32(t.hdr[0:4]) & 0x7fffffff)
-		}
-	} else if typ := binary.BigEndian.Uint16(t.hdr[2:4]); (typ == typeSynReply || typ == typeHeaders) && flags&flagFin != 0 && t.left >= len(t.id) {
-		t.idWant, t.nid = true, 0
-	}
-	if t.left == 0 {
-		t.nhdr = 0
-	}
-}
-
-func (t *endTracker) fin(id uint32) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.watched[id]; ok {
-		t.watched[id] = true
-		return
-	}
-	t.early[t.nearly%len(t.early)] = id
-	t.nearly++
-}
-
-// watch starts recording how stream id ends; only watched streams are
-// recorded, so a FIN that arrives after forget leaves nothing behind.
-func (t *endTracker) watch(id uint32) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.watched == nil {
-		t.watched = map[uint32]bool{}
-	}
-	t.watched[id] = slices.Contains(t.early[:], id) && id != 0
-}
-
-// finished reports whether the server finished stream id with a FIN.
-func (t *endTracker) finished(id uint32) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.watched[id]
-}
-
-// forget stops watching stream id.
-func (t *endTracker) forget(id uint32) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.watched, id)
 }

@@ -1,0 +1,144 @@
+package forward
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/moby/spdystream/spdy"
+
+	"github.com/tunnels-dev/tunnels/internal/leakcheck"
+)
+
+// frameServer is the server end of a Conn whose frames a test writes and
+// reads itself, with spdystream's framer (the kubelet's).
+type frameServer struct {
+	t      *testing.T
+	framer *spdy.Framer
+}
+
+func newFrameServer(t *testing.T) (*Conn, *frameServer) {
+	t.Helper()
+	client, server := tcpPair(t)
+	c, err := newConn(client, "default", "web", Options{PingInterval: -1, StreamCreationTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	server.SetDeadline(time.Now().Add(20 * time.Second))
+	framer, err := spdy.NewFramer(server, bufio.NewReader(server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, &frameServer{t: t, framer: framer}
+}
+
+func (s *frameServer) write(f spdy.Frame) {
+	s.t.Helper()
+	if err := s.framer.WriteFrame(f); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// next reads the client's next frame and returns its name (frameName).
+func (s *frameServer) next() string {
+	s.t.Helper()
+	f, err := s.framer.ReadFrame()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return frameName(f)
+}
+
+// TestConnAnswersTheServer: the server's pings are answered, a stream it
+// opens is refused, and SETTINGS, WINDOW_UPDATE, a NOOP-like unknown
+// frame and the header blocks of replies are skipped without harm.
+func TestConnAnswersTheServer(t *testing.T) {
+	leakcheck.Check(t)
+	c, srv := newFrameServer(t)
+	srv.write(&spdy.SettingsFrame{FlagIdValues: []spdy.SettingsFlagIdValue{{Id: spdy.SettingsInitialWindowSize, Value: 1 << 16}}})
+	srv.write(&spdy.WindowUpdateFrame{StreamId: 1, DeltaWindowSize: 100})
+	srv.write(&spdy.PingFrame{Id: 2})
+	if got := srv.next(); got != "ping(2)" {
+		t.Fatalf("answer to the server's ping: %s, want ping(2)", got)
+	}
+	srv.write(&spdy.SynStreamFrame{StreamId: 2, Headers: http.Header{"X": {"y"}}})
+	if got := srv.next(); got != "rst(2,3)" {
+		t.Fatalf("answer to the server's stream: %s, want rst(2,3) (refused)", got)
+	}
+	// Our own ping gets its pong.
+	pong := make(chan error, 1)
+	c.wg.Add(1)
+	go c.ping(pong)
+	if got := srv.next(); got != "ping(1)" {
+		t.Fatalf("our ping: %s, want ping(1)", got)
+	}
+	srv.write(&spdy.PingFrame{Id: 1})
+	if err := <-pong; err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	select {
+	case <-c.Done():
+		t.Fatalf("connection ended: %v", c.Err())
+	default:
+	}
+	c.Close()
+	if got := srv.next(); got != "goaway(0,0)" {
+		t.Fatalf("on Close: %s, want goaway(0,0)", got)
+	}
+}
+
+// TestConnGoAway: after the server's GOAWAY, a stream it had not taken
+// ends as refused (so its pair is retried elsewhere), the connection goes
+// stale, and it opens no new streams; the streams it took carry on.
+func TestConnGoAway(t *testing.T) {
+	leakcheck.Check(t)
+	c, srv := newFrameServer(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	local1, server1 := tcpPair(t)
+	defer local1.Close()
+	done1 := make(chan error, 1)
+	go func() { done1 <- c.forward(ctx, server1, 80, nil, replay{}) }()
+	for _, want := range []string{"syn_stream(1,streamtype=error,port=80,requestid=0)", `data(1,"",fin=true)`, "syn_stream(3,streamtype=data,port=80,requestid=0)"} {
+		if got := srv.next(); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	srv.write(&spdy.SynReplyFrame{StreamId: 1, Headers: http.Header{}})
+	srv.write(&spdy.SynReplyFrame{StreamId: 3, Headers: http.Header{}})
+
+	local2, server2 := tcpPair(t)
+	defer local2.Close()
+	done2 := make(chan error, 1)
+	go func() { done2 <- c.forward(ctx, server2, 80, nil, replay{}) }()
+	for range 3 { // the second pair's streams 5 and 7
+		srv.next()
+	}
+	srv.write(&spdy.GoAwayFrame{LastGoodStreamId: 3})
+	err := <-done2
+	if _, ok := errors.AsType[*retryError](err); !ok || !errors.Is(err, ErrProtocol) {
+		t.Fatalf("a stream past GOAWAY's last good one: %v, want a retry (ErrProtocol)", err)
+	}
+	<-c.Stale()
+	if err := c.forward(ctx, server2, 80, nil, replay{}); !errors.Is(err, errGoneAway) {
+		t.Fatalf("forward after GOAWAY = %v, want errGoneAway", err)
+	}
+
+	// The first pair carries on, and ends cleanly.
+	srv.write(&spdy.DataFrame{StreamId: 1, Flags: spdy.DataFlagFin})
+	srv.write(&spdy.DataFrame{StreamId: 3, Data: []byte("hi"), Flags: spdy.DataFlagFin})
+	local1.SetDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 8)
+	n, _ := local1.Read(buf)
+	if string(buf[:n]) != "hi" {
+		t.Fatalf("first pair got %q, want hi", buf[:n])
+	}
+	local1.CloseWrite()
+	if err := waitResult(t, done1); err != nil {
+		t.Fatalf("first pair: %v, want nil", err)
+	}
+}
