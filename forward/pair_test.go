@@ -9,14 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/tunnels-dev/tunnels/internal/leakcheck"
 	"github.com/tunnels-dev/tunnels/internal/testnet"
@@ -510,16 +508,18 @@ func TestStreamCreationTimeout(t *testing.T) {
 func TestCreateStreamFailureMarksStale(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		next uint32 // spdystream's next stream ID
+		last uint32 // the last stream ID taken
 	}{
-		{"no ID for the error stream", 0x7fffffff + 2},
-		{"no ID for the data stream", 0x7fffffff},
+		{"no ID for the error stream", maxStreamID},
+		{"no ID for the data stream", maxStreamID - 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			leakcheck.Check(t)
 			k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
 			c := dialFake(t, k, Options{})
-			setNextStreamID(t, c, tt.next)
+			c.wire.w.mu.Lock()
+			c.wire.w.lastID = tt.last // 2^31 streams would take hours to use up
+			c.wire.w.mu.Unlock()
 			client, done := startForward(t, c, 80)
 			if err := waitResult(t, done); err == nil {
 				t.Error("Forward = nil, want the stream creation error")
@@ -530,17 +530,6 @@ func TestCreateStreamFailureMarksStale(t *testing.T) {
 			}
 		})
 	}
-}
-
-// setNextStreamID sets the ID spdystream gives the next stream it creates,
-// an unexported field: 2^31 streams would take hours to use up.
-func setNextStreamID(t *testing.T, c *Conn, id uint32) {
-	t.Helper()
-	f := reflect.ValueOf(c.spdy).Elem().FieldByName("nextStreamId")
-	if !f.IsValid() || f.Kind() != reflect.Uint32 {
-		t.Fatalf("spdystream.Connection has no nextStreamId uint32 (%v): update the test", f.Kind())
-	}
-	reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().SetUint(uint64(id))
 }
 
 func TestForwardCanceled(t *testing.T) {
