@@ -47,6 +47,7 @@ type streamBuffer struct {
 	eof     bool  // no more pushes; err says why
 	err     error // io.EOF for a clean end
 	aborted bool
+	noWait  bool // the connection ended: push no longer waits (see stopWaiting)
 }
 
 // newStreamBuffer returns a buffer holding up to mem bytes in memory and
@@ -76,7 +77,8 @@ const spillAfter = 20 * time.Millisecond
 // push appends p, which the buffer then owns. Once the memory part is full
 // it waits up to spillAfter for the reader, then spills to disk, and waits
 // without end only while the spill file is full too (or cannot be used).
-// It returns false once the buffer was aborted. onBlock, if not nil, is
+// It returns false once the buffer was aborted, or, for a push that would
+// have to wait, once stopWaiting was called. onBlock, if not nil, is
 // called with true before push waits without end and false after.
 func (b *streamBuffer) push(p []byte, onBlock func(bool)) bool {
 	b.mu.Lock()
@@ -100,7 +102,11 @@ func (b *streamBuffer) push(p []byte, onBlock func(bool)) bool {
 			b.memSize += int64(len(p))
 			b.cond.Broadcast()
 			return true
-		case canSpill && !spilling && graceEnd.IsZero():
+		case b.noWait && !canSpill:
+			// The connection ended: p is dropped, and the stream ends
+			// with the connection's error after what was pushed before.
+			return false
+		case canSpill && !spilling && graceEnd.IsZero() && !b.noWait:
 			graceEnd = time.Now().Add(spillAfter)
 			grace = time.AfterFunc(spillAfter, func() {
 				b.mu.Lock()
@@ -108,7 +114,7 @@ func (b *streamBuffer) push(p []byte, onBlock func(bool)) bool {
 				b.cond.Broadcast()
 			})
 			b.cond.Wait()
-		case canSpill && !spilling && time.Now().Before(graceEnd):
+		case canSpill && !spilling && time.Now().Before(graceEnd) && !b.noWait:
 			b.cond.Wait()
 		case canSpill:
 			if err := b.appendFile(p); err != nil {
@@ -163,6 +169,18 @@ func (b *streamBuffer) closeWrite(err error) {
 		b.eof, b.err = true, err
 		b.cond.Broadcast()
 	}
+}
+
+// stopWaiting makes every push from now on that would wait (for the
+// local reader to take something, or on a full spill file) return false
+// instead, and wakes one that waits. The connection calls it when it ends:
+// its frame reader may be the one waiting, and must get back to reading
+// the closed connection so that every stream ends.
+func (b *streamBuffer) stopWaiting() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.noWait = true
+	b.cond.Broadcast()
 }
 
 // take waits for data and returns what is buffered: every chunk in memory,

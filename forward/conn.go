@@ -326,10 +326,25 @@ func (c *Conn) Close() error {
 func (c *Conn) teardown(cause error) {
 	c.teardownOnce.Do(func() {
 		c.cancel(cause)
+		c.stopWaiting()
 		_ = c.raw.SetDeadline(time.Now().Add(c.opts.CloseTimeout))
 		_ = c.sendGoAway()
 		_ = c.raw.Close()
 	})
+}
+
+// stopWaiting wakes the frame reader if it waits on a stream buffer that is
+// full (a local reader stopped, and its spill file is full or unusable):
+// closing the network connection alone would not, and Close would wait for
+// that local reader.
+func (c *Conn) stopWaiting() {
+	c.streamsMu.Lock()
+	defer c.streamsMu.Unlock()
+	for _, s := range c.streams {
+		if !s.isErr {
+			s.p.buf.stopWaiting()
+		}
+	}
 }
 
 // lost ends the connection as lost, with what was seen.

@@ -271,6 +271,10 @@ func (p *pair) run() error {
 		uncork()
 		close(p.quit)
 		p.replyTimer.Stop()
+		// The error stream went out (with the data stream's failure, in
+		// the same cork): reset it, or the server holds it until its
+		// stream-creation timeout.
+		_ = p.errStream.cancel(c)
 		c.unregister(p.errStream)
 		c.stale("create stream: %v", err)
 		p.buf.abort()

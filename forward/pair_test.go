@@ -483,6 +483,47 @@ func TestCloseIsBoundedWhenPeerStopsReading(t *testing.T) {
 	client.Close()
 }
 
+// TestCloseIsBoundedWhenLocalStopsReading: the frame reader waiting on a
+// full stream buffer (a local reader stopped, and no spill file to take
+// the rest) does not hold up Close, which used to wait for that local
+// reader for as long as it did not read.
+func TestCloseIsBoundedWhenLocalStopsReading(t *testing.T) {
+	leakcheck.Check(t)
+	blaster := testnet.Serve(t, func(c *net.TCPConn) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	k := newFakeKubelet(t, map[int]string{80: blaster})
+	c := dialFake(t, k, Options{PingInterval: -1, CloseTimeout: 300 * time.Millisecond, StreamBuffer: 64 << 10, SpillLimit: -1})
+	client, done := startForward(t, c, 80) // never read until Close returns
+	deadline := time.Now().Add(10 * time.Second)
+	for c.blocked.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the frame reader never waited on the stream buffer")
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+	closed := make(chan struct{})
+	go func() {
+		c.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Error("Close did not return within 5s while the local reader was stopped")
+	}
+	client.Close()
+	<-closed
+	if err := waitResult(t, done); err == nil {
+		t.Error("Forward = nil, want the connection's end")
+	}
+}
+
 func TestStreamCreationTimeout(t *testing.T) {
 	leakcheck.Check(t)
 	k := newFakeKubelet(t, nil)

@@ -321,7 +321,8 @@ func (c *Conn) onControl(typ uint16, flags byte, length int) error {
 	if err := discard(r, length-want); err != nil {
 		return err
 	}
-	id := binary.BigEndian.Uint32(f[0:4]) & maxStreamID
+	word := binary.BigEndian.Uint32(f[0:4])
+	id := word & maxStreamID // a stream id: 31 bits (a PING id has 32)
 	switch typ {
 	case typeSynReply:
 		s := c.lookup(id)
@@ -348,15 +349,20 @@ func (c *Conn) onControl(typ uint16, flags byte, length int) error {
 			}
 		}
 	case typePing:
-		if id&1 == 1 { // ours: client pings are odd
-			c.pong(id)
+		if word&1 == 1 { // ours: client pings are odd
+			c.pong(word)
 			return nil
 		}
-		c.answer(func() error { return c.wire.w.ping(id) })
+		c.answer(func() error { return c.wire.w.ping(word) })
 	case typeGoAway:
 		c.goAway(id)
 	case typeSynStream:
 		// The server never opens streams in this protocol; refuse any.
+		// Its ids are even: an odd one names a stream of ours, which a
+		// refusal would reset.
+		if id == 0 || id&1 == 1 {
+			return fmt.Errorf("%w: the server opened stream %d, which is not a server stream id", ErrProtocol, id)
+		}
 		c.answer(func() error { return c.wire.w.rst(id, statusRefusedStream) })
 	}
 	// Everything else (SETTINGS, WINDOW_UPDATE, NOOP) means nothing here.

@@ -65,6 +65,10 @@ func TestConnAnswersTheServer(t *testing.T) {
 	if got := srv.next(); got != "ping(2)" {
 		t.Fatalf("answer to the server's ping: %s, want ping(2)", got)
 	}
+	srv.write(&spdy.PingFrame{Id: 0x80000002}) // ping ids have 32 bits
+	if got := srv.next(); got != "ping(2147483650)" {
+		t.Fatalf("answer to the server's ping: %s, want ping(2147483650)", got)
+	}
 	srv.write(&spdy.SynStreamFrame{StreamId: 2, Headers: http.Header{"X": {"y"}}})
 	if got := srv.next(); got != "rst(2,3)" {
 		t.Fatalf("answer to the server's stream: %s, want rst(2,3) (refused)", got)
