@@ -201,6 +201,11 @@ func (h *fakeHandler) stream(s *spdystream.Stream) {
 		return
 	}
 	if err := s.SendReply(http.Header{}, false); err != nil {
+		// The connection is broken. Forget the stream now: spdystream hands
+		// a later reset of an unreplied stream to a waiter on an unbuffered
+		// channel, and with nobody waiting its frame handler (and so Serve
+		// and the test's cleanup) would block for ever.
+		s.Reset()
 		return
 	}
 	h.mu.Lock()

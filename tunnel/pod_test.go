@@ -82,7 +82,12 @@ func serveEcho(c *net.TCPConn) {
 	}
 	var streams sync.WaitGroup
 	sc.Serve(func(s *spdystream.Stream) {
-		_ = s.SendReply(http.Header{}, false)
+		if s.SendReply(http.Header{}, false) != nil {
+			// Broken connection: forget the stream, or spdystream's
+			// handler blocks for ever on the client's reset of it.
+			_ = s.Reset()
+			return
+		}
 		streams.Add(1)
 		go func() {
 			defer streams.Done()

@@ -167,7 +167,12 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			defer a.wg.Done()
 			var streams sync.WaitGroup
 			sc.Serve(func(s *spdystream.Stream) {
-				s.SendReply(http.Header{}, false)
+				if s.SendReply(http.Header{}, false) != nil {
+					// Broken connection: forget the stream, or spdystream's
+					// handler blocks for ever on the client's reset of it.
+					_ = s.Reset()
+					return
+				}
 				streams.Add(1)
 				go func() {
 					// Echo the data stream; the error stream stays empty.
