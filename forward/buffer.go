@@ -17,6 +17,32 @@ const spillReadSize = 128 << 10
 
 var spillBuffers = sync.Pool{New: func() any { b := make([]byte, spillReadSize); return &b }}
 
+// frameBufferSize is the size of the pooled buffers that received DATA
+// payloads too large to write at once are read into: the kubelet's frames
+// are at most 32 KiB (its copy buffer). A download then allocates (and
+// zeroes) nothing per frame; a larger payload gets a slice of its own.
+const frameBufferSize = 32 << 10
+
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, frameBufferSize); return &b }}
+
+// getFrameBuffer returns a buffer of n bytes, from the pool if n fits.
+func getFrameBuffer(n int) []byte {
+	if n > frameBufferSize {
+		return make([]byte, n)
+	}
+	return (*frameBuffers.Get().(*[]byte))[:n]
+}
+
+// putFrameBuffer gives back b, which nothing refers to any more, if it
+// came from the pool.
+func putFrameBuffer(b []byte) {
+	if cap(b) != frameBufferSize {
+		return
+	}
+	b = b[:frameBufferSize]
+	frameBuffers.Put(&b)
+}
+
 // streamBuffer holds the data one stream received and its local connection
 // has not taken yet, so that a local reader that stops reading never holds
 // up the connection's frame reader, and with it every other stream of the SPDY
@@ -123,6 +149,7 @@ func (b *streamBuffer) push(p []byte, onBlock func(bool)) bool {
 				b.fileErr = err
 				continue
 			}
+			putFrameBuffer(p)
 			b.cond.Broadcast()
 			return true
 		default:
@@ -227,8 +254,13 @@ func (b *streamBuffer) take() (batch, error) {
 }
 
 // release gives back a batch that take returned and that has been
-// written, letting a blocked push continue.
+// written (nothing refers to its chunks any more: they go back to the
+// pool), letting a blocked push continue.
 func (b *streamBuffer) release(bt batch) {
+	for i, c := range bt.chunks {
+		putFrameBuffer(c)
+		bt.chunks[i] = nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.out--
@@ -237,6 +269,9 @@ func (b *streamBuffer) release(bt batch) {
 		return
 	}
 	b.memSize -= bt.size
+	if b.chunks == nil {
+		b.chunks = bt.chunks[:0] // the next pushes reuse the slice
+	}
 	b.cond.Broadcast()
 }
 

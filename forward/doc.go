@@ -89,6 +89,9 @@
 //     frame to the local socket itself when the socket takes it at once
 //     and nothing waits in the stream buffer (Conn.streamData); anything
 //     else goes into the stream buffer for deliver.
+//   - No allocation per received frame: a payload too large to write at
+//     once is read into a pooled 32 KiB buffer (frameBuffers), which goes
+//     back to the pool once deliver has written it (or it was spilled).
 //   - Fair turns for many uploads: frames are written in the order their
 //     senders came (fifoMutex), and while other local connections are
 //     sending, a frame carries at most 32 KiB (Conn.frameSize). With a

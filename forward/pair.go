@@ -503,6 +503,9 @@ func (p *pair) finish(end outcome) {
 // (finish then resets local, after what was delivered here).
 func (p *pair) deliver() {
 	defer p.wg.Done()
+	// WriteTo consumes what it is given; keep holds the array for the next
+	// batch, and the batch's own chunks stay intact for release.
+	var keep net.Buffers
 	for {
 		bt, err := p.buf.take()
 		if err == io.EOF {
@@ -516,7 +519,8 @@ func (p *pair) deliver() {
 			p.downC <- err
 			return
 		}
-		bufs := net.Buffers(bt.chunks)
+		keep = append(keep[:0], bt.chunks...)
+		bufs := keep
 		n, err := bufs.WriteTo(p.local)
 		p.stats.in(int(n))
 		p.buf.release(bt)

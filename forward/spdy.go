@@ -493,8 +493,9 @@ func (c *Conn) streamData(s *stream, length int) error {
 		}
 		defer r.Discard(length) //nolint:errcheck // the bytes were peeked
 	} else {
-		b = make([]byte, length)
+		b = getFrameBuffer(length)
 		if _, err := io.ReadFull(r, b); err != nil {
+			putFrameBuffer(b)
 			return err
 		}
 		owned = true
@@ -506,9 +507,13 @@ func (c *Conn) streamData(s *stream, length int) error {
 	s.mu.Lock()
 	if s.detached || s.ended {
 		s.mu.Unlock()
+		if owned {
+			putFrameBuffer(b)
+		}
 		return nil
 	}
 	p.gotData.Store(true)
+	frame := b
 	if !owned && p.localRaw != nil && p.buf.empty() {
 		n := writeNow(p.localRaw, b)
 		p.stats.in(n)
@@ -516,6 +521,9 @@ func (c *Conn) streamData(s *stream, length int) error {
 	}
 	s.mu.Unlock()
 	if len(b) == 0 {
+		if owned {
+			putFrameBuffer(frame)
+		}
 		return nil
 	}
 	if !owned {
