@@ -209,9 +209,14 @@ func startTunnels(b *testing.B, server string, ca []byte) map[int]string {
 func around(sz loadgen.Sizes) func(string, loadgen.Sample) func() {
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	return func(name string, s loadgen.Sample) func() {
-		cpu, scpu := cpuTime(), serverCPU()
+		cpu, scpu, start := cpuTime(), serverCPU(), time.Now()
 		return func() {
 			dc, ds := cpuTime()-cpu, serverCPU()-scpu
+			if units := caseUnits(sz, name); units > 0 {
+				s[name+rawWall] = time.Since(start).Seconds()
+				s[name+rawCPU] = dc.Seconds()
+				s[name+rawServerCPU] = ds.Seconds()
+			}
 			switch name {
 			case "down", "up":
 				s["cpu"] += dc.Seconds()
@@ -227,11 +232,87 @@ func around(sz loadgen.Sizes) func(string, loadgen.Sample) func() {
 	}
 }
 
+// Raw per-case measurements that subtractDirect turns into the ceiling
+// rows and then drops: the case's wall time, and the CPU time this process
+// and the server used, in seconds.
+const (
+	rawWall      = "/raw-wall"
+	rawCPU       = "/raw-cpu"
+	rawServerCPU = "/raw-server-cpu"
+)
+
+// caseUnits is what a case's rate counts: MB moved, or connections made;
+// 0 for the cases without a rate.
+func caseUnits(sz loadgen.Sizes, name string) float64 {
+	switch name {
+	case "down", "up":
+		return float64(sz.Transfer) / 1e6
+	case "parallel-down", "parallel-up":
+		return float64(int64(sz.Parallel)*sz.PerStream) / 1e6
+	case "connect":
+		return float64(sz.Conns)
+	}
+	return 0
+}
+
+// references pairs each tunnels client with the client it is judged
+// against, for the ceiling rows.
+var references = map[string]string{"tunnels": "client-go", "tunnels/plain": "client-go/plain"}
+
+// ceilings adds, for each rate case of each tunnels client, two rows:
+//
+//   - busy-%: the CPU both processes used during the case, client, load
+//     generator and server together, as a share of every core for the
+//     case's wall time. Near 100, the case is bound by the machine's CPU,
+//     which the client and the kubelet's code share here.
+//   - ceiling-x: the most tunnels could reach against its reference in
+//     this repetition if its own CPU cost nothing: the rate at which the
+//     cores would be fully used by the server's CPU per unit (as measured
+//     in tunnels' run) and the load generator's (the direct run's), over
+//     the reference's measured rate. No client can beat it on this
+//     machine; where it is below a goal, the goal is out of reach here,
+//     whatever the client does. Not for connection setup: one connection
+//     after another, it is bound by latency (its busy-% is about one core's
+//     worth), and its server-cpu and client-cpu rows tell where that goes.
+func ceilings(sz loadgen.Sizes, rep map[string]loadgen.Sample) {
+	cores := float64(runtime.NumCPU())
+	direct := rep["direct"]
+	for name, ref := range references {
+		s, r := rep[name], rep[ref]
+		if s == nil || r == nil || direct == nil {
+			continue
+		}
+		for _, cs := range loadgen.Cases {
+			wall, ok := s[cs+rawWall]
+			if !ok || wall == 0 {
+				continue
+			}
+			s[cs+"/busy-%"] = 100 * (s[cs+rawCPU] + s[cs+rawServerCPU]) / (wall * cores)
+			if cs == "connect" {
+				continue
+			}
+			perUnit := (s[cs+rawServerCPU] + direct[cs+rawCPU]) / caseUnits(sz, cs)
+			if rate := r[cs+"/MB/s"]; perUnit > 0 && rate > 0 {
+				s[cs+"/ceiling-x"] = cores / perUnit / rate
+			}
+		}
+	}
+	for _, s := range rep {
+		for k := range s {
+			if strings.HasSuffix(k, rawWall) || strings.HasSuffix(k, rawCPU) || strings.HasSuffix(k, rawServerCPU) {
+				delete(s, k)
+			}
+		}
+	}
+}
+
 // subtractDirect turns one repetition's raw CPU and memory into the
 // clients' own: less what the direct run, the load generator alone, used.
+// It adds the ceiling rows first, from the raw measurements.
 func subtractDirect(sz loadgen.Sizes) func(map[string]loadgen.Sample) {
 	own := func(k string) bool { return strings.Contains(k, "/client-cpu-") || k == "idle/KiB-per-conn" }
 	return func(rep map[string]loadgen.Sample) {
+		ceilings(sz, rep)
 		direct := rep["direct"] // nil, so zeros, when BENCH_CLIENTS leaves it out
 		gib := float64(2*sz.Transfer) / (1 << 30)
 		for name, s := range rep {
