@@ -221,6 +221,8 @@ func around(sz loadgen.Sizes) func(string, loadgen.Sample) func() {
 			case "down", "up":
 				s["cpu"] += dc.Seconds()
 				s[name+"/server-cpu-s/GiB"] = ds.Seconds() / (float64(sz.Transfer) / (1 << 30))
+			case "parallel-down", "parallel-up":
+				s[name+"/server-cpu-s/GiB"] = ds.Seconds() / (float64(int64(sz.Parallel)*sz.PerStream) / (1 << 30))
 			case "rtt":
 				s["rtt/server-cpu-µs/ping"] = us(ds) / float64(sz.Pings)
 				s["rtt/client-cpu-µs/ping"] = us(dc) / float64(sz.Pings)
