@@ -513,7 +513,6 @@ func (c *Conn) streamData(s *stream, length int) error {
 		return nil
 	}
 	p.gotData.Store(true)
-	frame := b
 	if !owned && p.localRaw != nil && p.buf.empty() {
 		n := writeNow(p.localRaw, b)
 		p.stats.in(n)
@@ -521,9 +520,6 @@ func (c *Conn) streamData(s *stream, length int) error {
 	}
 	s.mu.Unlock()
 	if len(b) == 0 {
-		if owned {
-			putFrameBuffer(frame)
-		}
 		return nil
 	}
 	if !owned {
