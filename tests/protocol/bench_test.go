@@ -217,12 +217,13 @@ func around(sz loadgen.Sizes) func(string, loadgen.Sample) func() {
 				s[name+rawCPU] = dc.Seconds()
 				s[name+rawServerCPU] = ds.Seconds()
 			}
+			gib := caseUnits(sz, name) * 1e6 / (1 << 30) // for the cases that move bytes
 			switch name {
 			case "down", "up":
 				s["cpu"] += dc.Seconds()
-				s[name+"/server-cpu-s/GiB"] = ds.Seconds() / (float64(sz.Transfer) / (1 << 30))
+				s[name+"/server-cpu-s/GiB"] = ds.Seconds() / gib
 			case "parallel-down", "parallel-up":
-				s[name+"/server-cpu-s/GiB"] = ds.Seconds() / (float64(int64(sz.Parallel)*sz.PerStream) / (1 << 30))
+				s[name+"/server-cpu-s/GiB"] = ds.Seconds() / gib
 			case "rtt":
 				s["rtt/server-cpu-µs/ping"] = us(ds) / float64(sz.Pings)
 				s["rtt/client-cpu-µs/ping"] = us(dc) / float64(sz.Pings)
@@ -274,8 +275,8 @@ var references = map[string]string{"tunnels": "client-go", "tunnels/plain": "cli
 //     the reference's measured rate. No client can beat it on this
 //     machine; where it is below a goal, the goal is out of reach here,
 //     whatever the client does. Not for connection setup: one connection
-//     after another, it is bound by latency (its busy-% is about one core's
-//     worth), and its server-cpu and client-cpu rows tell where that goes.
+//     after another, it is bound by latency (the cores are only partly
+//     busy), and its server-cpu and client-cpu rows tell where that goes.
 func ceilings(sz loadgen.Sizes, rep map[string]loadgen.Sample) {
 	cores := float64(runtime.NumCPU())
 	direct := rep["direct"]
