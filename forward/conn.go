@@ -125,6 +125,12 @@ type Conn struct {
 
 	nextRequestID atomic.Uint64
 
+	// answers are the answers to the server's pings and streams waiting to
+	// be written by the one goroutine that writes them (see answer).
+	answersMu sync.Mutex
+	answers   []func() error
+	answering bool
+
 	// senders counts the local connections writing a DATA frame now (see
 	// frameSize).
 	senders atomic.Int32

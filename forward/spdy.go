@@ -353,7 +353,7 @@ func (c *Conn) onControl(typ uint16, flags byte, length int) error {
 			c.pong(word)
 			return nil
 		}
-		c.answer(func() error { return c.wire.w.ping(word) })
+		return c.answer(func() error { return c.wire.w.ping(word) })
 	case typeGoAway:
 		c.goAway(id)
 	case typeSynStream:
@@ -363,26 +363,58 @@ func (c *Conn) onControl(typ uint16, flags byte, length int) error {
 		if id == 0 || id&1 == 1 {
 			return fmt.Errorf("%w: the server opened stream %d, which is not a server stream id", ErrProtocol, id)
 		}
-		c.answer(func() error { return c.wire.w.rst(id, statusRefusedStream) })
+		return c.answer(func() error { return c.wire.w.rst(id, statusRefusedStream) })
 	}
 	// Everything else (SETTINGS, WINDOW_UPDATE, NOOP) means nothing here.
 	return nil
 }
 
-// answer writes the answer to a server's frame from a goroutine of its
-// own: the frame reader never waits for a write, or a server that cannot
-// write to us until we read (its own frame workers blocked on our
-// connection) and cannot read until we finish our write would deadlock
-// both. The server's pings and streams are rare (the kubelet sends
-// neither), so a goroutine each costs nothing that matters.
-func (c *Conn) answer(write func() error) {
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
+// maxPendingAnswers bounds the answers to the server's pings and streams
+// that wait to be written: a server that keeps sending them while it does
+// not read what we write is broken, and would otherwise grow our memory
+// without end.
+const maxPendingAnswers = 1024
+
+// answer queues the answer to a server's frame for a goroutine that writes
+// the answers in order: the frame reader never waits for a write, or a
+// server that cannot write to us until we read (its own frame workers
+// blocked on our connection) and cannot read until we finish our write
+// would deadlock both. The goroutine runs only while answers wait (the
+// kubelet sends no pings or streams at all). Past maxPendingAnswers the
+// connection fails.
+func (c *Conn) answer(write func() error) error {
+	c.answersMu.Lock()
+	defer c.answersMu.Unlock()
+	if len(c.answers) >= maxPendingAnswers {
+		return fmt.Errorf("%w: the server sent %d pings or streams that wait for an answer, and does not read", ErrProtocol, len(c.answers))
+	}
+	c.answers = append(c.answers, write)
+	if !c.answering {
+		c.answering = true
+		c.wg.Add(1)
+		go c.writeAnswers()
+	}
+	return nil
+}
+
+// writeAnswers writes the queued answers until none is left.
+func (c *Conn) writeAnswers() {
+	defer c.wg.Done()
+	for {
+		c.answersMu.Lock()
+		if len(c.answers) == 0 {
+			c.answers = nil
+			c.answering = false
+			c.answersMu.Unlock()
+			return
+		}
+		write := c.answers[0]
+		c.answers = c.answers[1:]
+		c.answersMu.Unlock()
 		if err := write(); err != nil {
 			c.lost("write: %v", err)
 		}
-	}()
+	}
 }
 
 // discard skips n bytes of r.

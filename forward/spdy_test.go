@@ -3,8 +3,10 @@ package forward
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +94,43 @@ func TestConnAnswersTheServer(t *testing.T) {
 	c.Close()
 	if got := srv.next(); got != "goaway(0,0)" {
 		t.Fatalf("on Close: %s, want goaway(0,0)", got)
+	}
+}
+
+// TestConnServerPingFlood: a server that keeps pinging while it reads
+// nothing of ours cannot make the client queue answers without end: past
+// maxPendingAnswers the connection fails, and no
+// goroutine is left (one writes the answers, not one per ping).
+func TestConnServerPingFlood(t *testing.T) {
+	leakcheck.Check(t)
+	client, server := tcpPair(t)
+	// Small buffers, so that our answers stop being written soon.
+	client.SetWriteBuffer(4 << 10)
+	server.SetReadBuffer(4 << 10)
+	c, err := newConn(client, "default", "web", Options{PingInterval: -1, StreamCreationTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// 4096 pings (even ids: the server's) per write, never reading.
+	var burst []byte
+	for i := range 4096 {
+		burst = append(burst, 0x80, 3, 0, typePing, 0, 0, 0, 4)
+		burst = binary.BigEndian.AppendUint32(burst, uint32(2*i+2))
+	}
+	server.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	for {
+		if _, err := server.Write(burst); err != nil {
+			break // the client closed the connection, or stopped reading
+		}
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection still runs after 20 s of pings it could not answer")
+	}
+	if err := c.Err(); !errors.Is(err, ErrLostConnection) || !strings.Contains(err.Error(), "does not read") {
+		t.Fatalf("connection ended with %v, want it lost to the server that does not read", err)
 	}
 }
 
