@@ -20,16 +20,15 @@ var spillBuffers = sync.Pool{New: func() any { b := make([]byte, spillReadSize);
 // frameBufferSize is the size of the pooled buffers that received DATA
 // payloads too large to write at once are read into: the kubelet's frames
 // are at most 32 KiB (its copy buffer). A download then allocates (and
-// zeroes) nothing per frame; a larger payload gets a slice of its own.
+// zeroes) nothing per frame, and a larger payload is read in pieces of
+// this size (Conn.streamData).
 const frameBufferSize = 32 << 10
 
 var frameBuffers = sync.Pool{New: func() any { b := make([]byte, frameBufferSize); return &b }}
 
-// getFrameBuffer returns a buffer of n bytes, from the pool if n fits.
+// getFrameBuffer returns a pooled buffer of n bytes, n at most
+// frameBufferSize.
 func getFrameBuffer(n int) []byte {
-	if n > frameBufferSize {
-		return make([]byte, n)
-	}
 	return (*frameBuffers.Get().(*[]byte))[:n]
 }
 

@@ -50,7 +50,8 @@
 // reader stopped this way as life, never as a dead peer.
 //
 // Memory bounds, with the defaults: per stream, 256 KiB of received data
-// plus one frame (the kubelet sends at most 32 KiB), and one 128 KiB read
+// plus one 32 KiB piece of a frame (the kubelet's frames are at most
+// 32 KiB; a larger one is read in pieces), and one 128 KiB read
 // buffer from a pool while local data is being sent or spilled data read
 // back; per SPDY connection, that times its streams, plus a 16 KiB read
 // buffer and a frame writer buffer of up to 256 KiB (and, only while a

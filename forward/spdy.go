@@ -511,27 +511,38 @@ func (c *Conn) payload(length int) ([]byte, error) {
 // streamData hands a DATA frame's payload to the data stream's pair: a
 // small one is written to the local socket at once if the socket takes it
 // and nothing waits before it, one goroutine hop fewer per small frame;
-// the rest is copied into the stream buffer for deliver.
+// the rest is copied into the stream buffer for deliver. A larger payload
+// is read in pieces of at most frameBufferSize, each into a pooled buffer:
+// a frame of any length (a header may declare up to 16 MiB; the kubelet
+// sends at most 32 KiB) costs one such buffer beyond what the stream
+// buffer holds.
 func (c *Conn) streamData(s *stream, length int) error {
 	r := c.wire.r
-	var (
-		b     []byte
-		owned bool // b is a slice of its own, not the read buffer
-	)
 	if length <= maxWriteNow {
-		var err error
-		if b, err = r.Peek(length); err != nil {
+		b, err := r.Peek(length)
+		if err != nil {
 			return err
 		}
 		defer r.Discard(length) //nolint:errcheck // the bytes were peeked
-	} else {
-		b = getFrameBuffer(length)
+		c.toPair(s, b, false)
+		return nil
+	}
+	for length > 0 {
+		b := getFrameBuffer(min(length, frameBufferSize))
 		if _, err := io.ReadFull(r, b); err != nil {
 			putFrameBuffer(b)
 			return err
 		}
-		owned = true
+		length -= len(b)
+		c.toPair(s, b, true)
 	}
+	return nil
+}
+
+// toPair hands b, received on s, to its pair. If owned, b is a pooled
+// frame buffer that the pair now owns; otherwise it is the read buffer,
+// copied if it cannot be written at once.
+func (c *Conn) toPair(s *stream, b []byte, owned bool) {
 	p := s.p
 	// Under s.mu the pair cannot decide meanwhile: once it has (detached),
 	// nothing more reaches local, so that a connection it retries
@@ -542,7 +553,7 @@ func (c *Conn) streamData(s *stream, length int) error {
 		if owned {
 			putFrameBuffer(b)
 		}
-		return nil
+		return
 	}
 	p.gotData.Store(true)
 	if !owned && p.localRaw != nil && p.buf.empty() {
@@ -552,7 +563,7 @@ func (c *Conn) streamData(s *stream, length int) error {
 	}
 	s.mu.Unlock()
 	if len(b) == 0 {
-		return nil
+		return
 	}
 	if !owned {
 		b = append(make([]byte, 0, len(b)), b...)
@@ -560,7 +571,6 @@ func (c *Conn) streamData(s *stream, length int) error {
 	// A full buffer waits briefly for the local reader, then spills to
 	// disk; only a full spill file stops this reader (see streamBuffer).
 	p.buf.push(b, c.blockedReader)
-	return nil
 }
 
 // newPing registers a ping and returns its id and the channel its pong
