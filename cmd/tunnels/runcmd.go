@@ -22,8 +22,8 @@ func runRun(ctx context.Context, e *env, args []string) int {
 		`Start every enabled tunnel of FILE (a tunnels up in the background, its log in
 .tunnels/run.log), wait until all are ready, then run CMD with each port's local address in
 its environment, stop the tunnels when CMD exits and exit with CMD's status. SIGINT, SIGTERM
-and SIGHUP are passed on to CMD. If a tunnel is not ready within --timeout, CMD does not run
-and the exit code is 1.
+and SIGHUP are passed on to CMD, except a Ctrl-C at the terminal, which reaches CMD directly.
+If a tunnel is not ready within --timeout, CMD does not run and the exit code is 1.
 
 The variable of each port is TUNNELS_<TUNNEL>_<REMOTE>: the tunnel's name and the remote port
 as written in the file (a number or a port name), upper-cased, each '-' made '_'. Its value is
@@ -112,6 +112,12 @@ func runChild(e *env, argv []string, vars []string) int {
 	for {
 		select {
 		case s := <-sigs:
+			// Ctrl-C at the terminal signals its whole foreground group,
+			// CMD included: passing it on would give CMD a second SIGINT,
+			// which many programs take as "quit now, skip the clean-up".
+			if s == syscall.SIGINT && foregroundOf(e.stdin, e.stdout, e.stderr) {
+				continue
+			}
 			_ = cmd.Process.Signal(s)
 		case err := <-done:
 			return childExitCode(e, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +19,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/creack/pty"
 
 	"github.com/tunnels-dev/tunnels/tests/internal/cluster"
 )
@@ -293,6 +296,66 @@ func TestRunForwardsSignals(t *testing.T) {
 	}
 	if _, err := s.statusJSON(); err == nil {
 		t.Error("the tunnels still run after tunnels run exited")
+	}
+}
+
+// TestRunCtrlCNotPassedTwice: a Ctrl-C at the terminal signals its whole
+// foreground group, so CMD gets it from the terminal; tunnels run must not
+// send it a second SIGINT of its own. To see what run sends, CMD leaves the
+// group (setsid): the terminal's Ctrl-C then reaches run alone, and CMD
+// must get nothing until run passes on a SIGTERM.
+func TestRunCtrlCNotPassedTwice(t *testing.T) {
+	s := newScriptDir(t)
+	cmd := exec.Command(s.bin, "run", "-f", filepath.Join(s.dir, "tunnels.yaml"), "--kubeconfig", s.c.AdminKubeconfig, "--",
+		"setsid", "sh", "-c", `trap 'echo got-int' INT; trap 'echo got-term; exit 42' TERM; echo started; while :; do sleep 0.05; done`)
+	tty, err := pty.Start(cmd) // run leads a new session on the terminal, its foreground group
+	if err != nil {
+		t.Fatalf("start tunnels run on a pty: %v", err)
+	}
+	out, ended := &syncBuffer{}, make(chan struct{})
+	go func() { _, _ = io.Copy(out, tty); close(ended) }()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		tty.Close()
+		<-ended
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "started") {
+		if time.Now().After(deadline) {
+			t.Fatalf("CMD did not start within 60s; terminal:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling the output with a deadline
+	}
+	// Ctrl-C, as the terminal's line discipline turns it into SIGINT for
+	// the foreground group; then a SIGTERM, which run does pass on. run
+	// handles its signals in order, so a SIGINT it passed on would reach
+	// CMD before the SIGTERM.
+	if _, err := tty.Write([]byte{3}); err != nil {
+		t.Fatalf("type Ctrl-C: %v", err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "^C") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the terminal did not echo ^C within 10s; terminal:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling the output with a deadline
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err = <-exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("tunnels run did not exit after SIGTERM; terminal:\n%s", out.String())
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 42 {
+		t.Errorf("tunnels run: %v; want CMD's exit 42", err)
+	}
+	tty.Close()
+	<-ended
+	if got := out.String(); strings.Contains(got, "got-int") || !strings.Contains(got, "got-term") {
+		t.Errorf("terminal:\n%s\nwant CMD to get the SIGTERM and no SIGINT from tunnels run", got)
 	}
 }
 
