@@ -407,6 +407,14 @@ func TestSessionRefusalsShareOneResolve(t *testing.T) {
 	p := addPort(t, s, RemotePort{Number: 80})
 	eventually(t, "both ports mapped", func() bool { return first.Status().PodPort == 81 && p.Status().PodPort == 80 })
 
+	// Adding a port asks for a resolve, which may still be pending when
+	// the first one has mapped both: let one more run, which takes any
+	// such request with it, so that only the refusals' check counts.
+	mu.Lock()
+	resolves = 0
+	mu.Unlock()
+	s.Refresh()
+	eventually(t, "the refresh's resolve", func() bool { mu.Lock(); defer mu.Unlock(); return resolves > 0 })
 	g := make(chan struct{})
 	mu.Lock()
 	gate, resolves = g, 0
@@ -417,6 +425,16 @@ func TestSessionRefusalsShareOneResolve(t *testing.T) {
 	for range 5 {
 		conns = append(conns, dialPort(t, p))
 	}
+	// Every refusal has come back (the six forwards over the connection
+	// have returned), so the five wait on the check in flight; one that
+	// came back after it had answered (250 ms stands for it) would ask
+	// again. Under load that took longer once.
+	s.mu.Lock()
+	conn := s.conn
+	s.mu.Unlock()
+	eventually(t, "all six connections refused", func() bool {
+		return conn.Stats.Total.Load() == 6 && conn.Stats.Active.Load() == 0
+	})
 	removed := make(chan struct{})
 	go func() { s.RemovePort(first); close(removed) }()
 	select {
