@@ -134,6 +134,9 @@ type Conn struct {
 	// senders counts the local connections writing a DATA frame now (see
 	// frameSize).
 	senders atomic.Int32
+	// sharedFrame is the payload size of a DATA frame sent while others
+	// are sending (see adaptSharedFrame).
+	sharedFrame atomic.Int32
 
 	// blocked counts streams whose reader waits for local backpressure (a
 	// full stream buffer): the connection is then not read, so a missing
@@ -199,6 +202,7 @@ func newConn(raw net.Conn, namespace, pod string, opts Options) (*Conn, error) {
 		streams:   map[uint32]*stream{},
 		pings:     map[uint32]chan struct{}{},
 	}
+	c.sharedFrame.Store(minSharedFrame)
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.wg.Add(1)
 	go c.serve()

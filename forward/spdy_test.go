@@ -262,3 +262,37 @@ func TestConnGoAway(t *testing.T) {
 		t.Fatalf("first pair: %v, want nil", err)
 	}
 }
+
+// TestSharedFrameAdapts: the size of shared frames grows while a frame's
+// turn is short, shrinks when it is long, and stays between the bounds.
+func TestSharedFrameAdapts(t *testing.T) {
+	c := &Conn{}
+	c.sharedFrame.Store(minSharedFrame)
+	fast, slow := sharedFrameWait/8, 2*sharedFrameWait
+	steps := []struct {
+		took time.Duration
+		want int32
+	}{
+		{fast, 2 * minSharedFrame},
+		{sharedFrameWait / 2, 2 * minSharedFrame}, // neither short nor long: kept
+		{fast, maxSharedFrame},                    // 128 KiB less the header: the local read size
+		{fast, maxSharedFrame},
+		{slow, maxSharedFrame / 2},
+		{slow, minSharedFrame},
+		{slow, minSharedFrame},
+	}
+	for i, s := range steps {
+		c.adaptSharedFrame(s.took)
+		if got := c.sharedFrame.Load(); got != s.want {
+			t.Fatalf("step %d (took %v): shared frame %d, want %d", i, s.took, got, s.want)
+		}
+	}
+	c.senders.Store(2)
+	if got := c.frameSize(); got != minSharedFrame {
+		t.Errorf("frameSize while others send = %d, want %d", got, minSharedFrame)
+	}
+	c.senders.Store(0)
+	if got := c.frameSize(); got != maxSharedFrame {
+		t.Errorf("frameSize alone = %d, want %d", got, maxSharedFrame)
+	}
+}
