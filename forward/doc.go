@@ -9,7 +9,8 @@
 // and honest endings are therefore one implementation; the WebSocket conn
 // exposes the TCP socket underneath (NetConn), so the keepalive's TCP_INFO
 // reading works the same. TransportAuto tries WebSocket and falls back to
-// SPDY only when the upgrade itself is refused (UpgradeRefused).
+// SPDY only when the upgrade itself is refused (UpgradeRefused); a Session
+// remembers the fallback and dials SPDY directly for autoFallbackTTL.
 //
 // # Honest endings
 //

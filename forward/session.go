@@ -126,6 +126,10 @@ type Session struct {
 	opts SessionOptions
 	log  *slog.Logger
 
+	// spdyUntil is when a session that fell back to SPDY (TransportAuto)
+	// tries WebSocket again (autoFallbackTTL). Run's alone.
+	spdyUntil time.Time
+
 	// ctx is NewSession's, and ends when the session closes; Run and the
 	// ports run under it.
 	ctx    context.Context
@@ -302,15 +306,30 @@ func (r resolution) samePod(o resolution) bool {
 	return r.pod == o.pod && (r.uid == "" || o.uid == "" || r.uid == o.uid)
 }
 
+// autoFallbackTTL is how long a session whose TransportAuto dial fell back
+// to SPDY dials SPDY directly before it tries WebSocket again: the proxy
+// or API server that refused the WebSocket upgrade will most likely refuse
+// the next one too, and each refusal costs a round trip, often with its
+// own TLS handshake, on every redial.
+const autoFallbackTTL = 10 * time.Minute
+
 // connect resolves the target and dials the pod.
 func (s *Session) connect(ctx context.Context) (*Conn, resolution, error) {
 	res, err := s.resolve(ctx)
 	if err != nil {
 		return nil, resolution{}, err
 	}
-	conn, err := Dial(ctx, s.opts.Upgrader, s.opts.Namespace, res.pod, s.opts.Conn)
+	opts := s.opts.Conn
+	auto := opts.Transport == TransportAuto
+	if auto && time.Now().Before(s.spdyUntil) {
+		opts.Transport = TransportSPDY
+	}
+	conn, err := Dial(ctx, s.opts.Upgrader, s.opts.Namespace, res.pod, opts)
 	if err != nil {
 		return nil, resolution{}, err
+	}
+	if auto && opts.Transport == TransportAuto && conn.Transport() == TransportSPDY {
+		s.spdyUntil = time.Now().Add(autoFallbackTTL)
 	}
 	return conn, res, nil
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -321,5 +323,48 @@ func TestSessionCloseEndsEverything(t *testing.T) {
 	wantReset(t, c, "an open connection at shutdown")
 	if st := s.Status(); st.State != StateClosed {
 		t.Errorf("state = %v, want closed", st.State)
+	}
+}
+
+// noWebSocket is an Upgrader that refuses every WebSocket upgrade (a GET)
+// as a proxy that does not tunnel it would, counting them, and passes the
+// SPDY ones on.
+type noWebSocket struct {
+	Upgrader
+	refused *atomic.Int32
+}
+
+func (u noWebSocket) Upgrade(ctx context.Context, method, path string, h http.Header) (net.Conn, http.Header, error) {
+	if method == http.MethodGet {
+		u.refused.Add(1)
+		return nil, nil, &refusedError{errors.New("the proxy does not tunnel websocket")}
+	}
+	return u.Upgrader.Upgrade(ctx, method, path, h)
+}
+
+// TestSessionRemembersAutoFallback: a session whose TransportAuto dial fell
+// back to SPDY dials SPDY directly next time, instead of asking for the
+// refused WebSocket upgrade on every redial.
+func TestSessionRemembersAutoFallback(t *testing.T) {
+	leakcheck.Check(t)
+	k := newFakeKubelet(t, map[int]string{80: testnet.Echo(t)})
+	opts := sessionOptions(k, &fakeResolver{})
+	refused := &atomic.Int32{}
+	opts.Upgrader = noWebSocket{Upgrader: opts.Upgrader, refused: refused}
+	opts.Conn.Transport = TransportAuto
+	s := runSession(t, opts)
+	p := addPort(t, s, RemotePort{Number: 80})
+	for i := range 3 {
+		checkEcho(t, p, fmt.Sprintf("dial %d", i+1))
+		if st := s.Status(); st.Transport != TransportSPDY {
+			t.Fatalf("dial %d: transport %q, want spdy", i+1, st.Transport)
+		}
+		if i < 2 {
+			k.kill()
+			eventually(t, "the redial", func() bool { st := s.Status(); return st.State == StateReady && st.Dials == i+2 })
+		}
+	}
+	if got := refused.Load(); got != 1 {
+		t.Errorf("%d websocket upgrades refused over 3 dials, want 1 (the fallback remembered)", got)
 	}
 }
