@@ -143,13 +143,18 @@
 // server's and the load generator's CPU per MB). Nearly all of this
 // client's CPU on bulk transfers is syscalls and AES-GCM (a profile of
 // download and upload: 63% syscalls, 16% TLS crypto, 1% allocation).
-// Downloads are the server's: it spends 3.4-3.6 s of CPU per GiB for
-// either client (it writes each frame in three calls, three TLS records),
-// so both clients move about the same. A hundred concurrent connections
-// keep the cores 90-93% busy; there the ceiling is 1.8-2.1x, and every
-// microsecond of client CPU saved turns into throughput only in its share
-// of the total (client-go's run: 2.7 s/GiB client, 3.2-3.4 server, 0.5
-// load): tunnels reaches 1.1-1.3x. Connection setup, one connection after
+// Downloads are the server's: it spends 2-3.6 s of CPU per GiB (it
+// writes each frame in three calls, three TLS records), so both clients
+// move about the same. It often spends 10-30% more serving this client
+// than client-go, with about 1.5 times the context switches (perf stat);
+// neither reading ahead under TLS (64 KiB reads), writing large frames to
+// the local socket from the frame reader, nor SO_RCVLOWAT set to the rest
+// of a frame changed that beyond the noise. A hundred concurrent
+// connections keep the cores about 90% busy; there the ceiling is
+// 1.8-2.3x, and every microsecond of client CPU saved turns into
+// throughput only in its share of the total (client-go's run: 2.7 s/GiB
+// client, 2.4-3.4 server, 0.5 load): tunnels reaches 1.0-1.2x down and,
+// with shared frames that grow while turns are short, 1.4x up. Connection setup, one connection after
 // another, is latency (73% busy): per connection the server spends 730 µs
 // of CPU, the load generator about 140 and this client 427 (client-go
 // 951), and tunnels makes one in 0.9 ms, 1.6-1.7x client-go; 2x would take
