@@ -200,11 +200,12 @@ func (s *stream) writeFrame(c *Conn, frame []byte) error {
 	}
 	others := c.senders.Add(1) > 1
 	defer c.senders.Add(-1)
+	if !others {
+		return c.wire.w.dataInPlace(s.id, frame)
+	}
 	start := time.Now()
 	err := c.wire.w.dataInPlace(s.id, frame)
-	if others {
-		c.adaptSharedFrame(time.Since(start))
-	}
+	c.adaptSharedFrame(time.Since(start))
 	return err
 }
 
