@@ -426,9 +426,9 @@ func TestSessionRefusalsShareOneResolve(t *testing.T) {
 		conns = append(conns, dialPort(t, p))
 	}
 	// Every refusal has come back (the six forwards over the connection
-	// have returned), so the five wait on the check in flight; one that
-	// came back after it had answered (250 ms stands for it) would ask
-	// again. Under load that took longer once.
+	// have returned) before the check is let go, so the five wait on it;
+	// a refusal slower than the check's answer plus the 250 ms it stands
+	// would ask again.
 	s.mu.Lock()
 	conn := s.conn
 	s.mu.Unlock()
