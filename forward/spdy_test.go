@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -57,6 +58,16 @@ func (s *frameServer) next() string {
 		s.t.Fatal(err)
 	}
 	return frameName(f)
+}
+
+// forwardOn forwards a fresh local connection over c to port 80 and
+// returns its client end and the channel Forward's result arrives on.
+func forwardOn(t *testing.T, ctx context.Context, c *Conn) (*net.TCPConn, chan error) {
+	t.Helper()
+	local, server := tcpPair(t)
+	done := make(chan error, 1)
+	go func() { done <- c.forward(ctx, server, 80, nil, replay{}) }()
+	return local, done
 }
 
 // TestConnAnswersTheServer: the server's pings are answered, a stream it
@@ -147,10 +158,7 @@ func TestConnLargeFrames(t *testing.T) {
 	c, srv := newFrameServer(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	local, server := tcpPair(t)
-	defer local.Close()
-	done := make(chan error, 1)
-	go func() { done <- c.forward(ctx, server, 80, nil, replay{}) }()
+	local, done := forwardOn(t, ctx, c)
 	for range 3 { // SYN_STREAM error, its FIN, SYN_STREAM data
 		srv.next()
 	}
@@ -219,10 +227,7 @@ func TestConnGoAway(t *testing.T) {
 	c, srv := newFrameServer(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	local1, server1 := tcpPair(t)
-	defer local1.Close()
-	done1 := make(chan error, 1)
-	go func() { done1 <- c.forward(ctx, server1, 80, nil, replay{}) }()
+	local1, done1 := forwardOn(t, ctx, c)
 	for _, want := range []string{"syn_stream(1,streamtype=error,port=80,requestid=0)", `data(1,"",fin=true)`, "syn_stream(3,streamtype=data,port=80,requestid=0)"} {
 		if got := srv.next(); got != want {
 			t.Fatalf("got %s, want %s", got, want)
