@@ -320,15 +320,14 @@ func (s *Session) connect(ctx context.Context) (*Conn, resolution, error) {
 		return nil, resolution{}, err
 	}
 	opts := s.opts.Conn
-	auto := opts.Transport == TransportAuto
-	if auto && time.Now().Before(s.spdyUntil) {
+	if opts.Transport == TransportAuto && time.Now().Before(s.spdyUntil) {
 		opts.Transport = TransportSPDY
 	}
 	conn, err := Dial(ctx, s.opts.Upgrader, s.opts.Namespace, res.pod, opts)
 	if err != nil {
 		return nil, resolution{}, err
 	}
-	if auto && opts.Transport == TransportAuto && conn.Transport() == TransportSPDY {
+	if opts.Transport == TransportAuto && conn.Transport() == TransportSPDY {
 		s.spdyUntil = time.Now().Add(autoFallbackTTL)
 	}
 	return conn, res, nil

@@ -212,12 +212,13 @@ func around(sz loadgen.Sizes) func(string, loadgen.Sample) func() {
 		cpu, scpu, start := cpuTime(), serverCPU(), time.Now()
 		return func() {
 			dc, ds := cpuTime()-cpu, serverCPU()-scpu
-			if units := caseUnits(sz, name); units > 0 {
+			units := caseUnits(sz, name)
+			if units > 0 {
 				s[name+rawWall] = time.Since(start).Seconds()
 				s[name+rawCPU] = dc.Seconds()
 				s[name+rawServerCPU] = ds.Seconds()
 			}
-			gib := caseUnits(sz, name) * 1e6 / (1 << 30) // for the cases that move bytes
+			gib := units * 1e6 / (1 << 30) // for the cases that move bytes
 			switch name {
 			case "down", "up":
 				s["cpu"] += dc.Seconds()
