@@ -48,7 +48,10 @@
 // reader stop, stalling the connection as before. (A reader that is merely
 // slower than the pod stays in memory and sets the pace: spilling a busy
 // stream cost 15% of download throughput, measured by BenchmarkDownload.) The keepalive counts a
-// reader stopped this way as life, never as a dead peer.
+// reader stopped this way as life, never as a dead peer. (A session does
+// keep a small pool of connections to its pod now, but for throughput,
+// pool.go: each stream stays on the connection it started on, so the pool
+// spreads the load, not the stall.)
 //
 // Memory bounds, with the defaults: per stream, 256 KiB of received data
 // plus one 32 KiB piece of a frame (the kubelet's frames are at most
@@ -61,7 +64,8 @@
 // ours are written as stored deflate blocks, and the server's are never
 // read (headers.go). Over WebSocket also the library's 4 KiB read and
 // write buffers, and a pooled buffer the size of a frame while one is
-// written; per session, that times its connections (one, plus any
+// written; per session, that times its connections (one, up to
+// SessionOptions.Pool while many local connections are open, plus any
 // draining after a move). Disk: up to SpillLimit per stream, only while
 // its reader is behind. An idle connection holds no data buffer: its
 // local reads wait for readability before taking one

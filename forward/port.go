@@ -192,6 +192,7 @@ func (p *Port) handle(ctx context.Context, local net.Conn) {
 			break
 		}
 		err = conn.forward(ctx, local, podPort, stats, rp)
+		p.s.doneWith(conn)
 		r, retry := errors.AsType[*retryError](err)
 		if retry && r.verify && p.s.podStillGood(ctx, conn) {
 			// A genuine failure in the pod (its app is not listening, say).

@@ -100,6 +100,10 @@ type SessionOptions struct {
 	// FailFast makes Run return the error of the first attempt to resolve
 	// and dial instead of retrying it. Later failures are always retried.
 	FailFast bool
+	// Pool is the most connections to the pod the session keeps: while
+	// every one carries several local connections, it dials another to
+	// the same pod (see pool.go). Default 4; 1 keeps one, as kubectl does.
+	Pool int
 	// Permanent reports errors that retrying cannot fix (a target that
 	// does not exist, say): the session then enters StateFailed and waits
 	// for Refresh. Default: every error is retried.
@@ -155,7 +159,7 @@ type Session struct {
 	uid        string             // the pod's UID, while ready
 	podPorts   map[RemotePort]int // set only while ready
 	resolveErr error              // the last refresh failed
-	verified   *Conn              // the connection whose pod podStillGood last found good
+	verified   *Conn              // the first connection of the pool whose pod podStillGood last found good
 	verifiedAt time.Time          // and when
 	notReady   bool               // the pod is Running but not Ready, while ready
 	changed    chan struct{}      // closed and replaced on every change
@@ -164,6 +168,16 @@ type Session struct {
 	closed     bool
 	dials      int
 	closeOnce  sync.Once
+
+	// The pool (pool.go), while ready: every connection to the pod, the
+	// first one (conn) first; retire is closed when conn leaves, and
+	// the connections added to it with it. growing: a dial for another
+	// is under way; growAfter: none before then, after a failed one.
+	pool      []*pooled
+	retire    chan struct{}
+	growing   bool
+	growAfter time.Time
+	poolIdle  time.Duration // poolIdle, but for tests
 }
 
 // NewSession returns a session that lives until ctx ends or Close is
@@ -176,13 +190,17 @@ func NewSession(ctx context.Context, opts SessionOptions) *Session {
 		opts.ConnectWait = 30 * time.Second
 	}
 	opts.Backoff = opts.Backoff.withDefaults()
+	if opts.Pool == 0 {
+		opts.Pool = defaultPool
+	}
 	s := &Session{
-		opts:    opts,
-		log:     opts.Logger.With("tunnel", opts.Tunnel, "target", opts.Target),
-		refresh: make(chan struct{}, 1),
-		state:   StateConnecting,
-		since:   time.Now(),
-		changed: make(chan struct{}),
+		poolIdle: poolIdle,
+		opts:     opts,
+		log:      opts.Logger.With("tunnel", opts.Tunnel, "target", opts.Target),
+		refresh:  make(chan struct{}, 1),
+		state:    StateConnecting,
+		since:    time.Now(),
+		changed:  make(chan struct{}),
 	}
 	if s.opts.Conn.Logger == nil {
 		s.opts.Conn.Logger = opts.Logger.With("target", opts.Target)
@@ -505,6 +523,7 @@ func (s *Session) setState(state State, err error) {
 	s.state, s.err, s.since, s.retryAt = state, err, time.Now(), time.Time{}
 	s.conn, s.uid, s.podPorts, s.resolveErr = nil, "", nil, nil
 	s.notReady = false
+	s.retirePoolLocked()
 	s.broadcastLocked()
 }
 
@@ -529,6 +548,7 @@ func (s *Session) setReady(conn *Conn, res resolution) bool {
 	s.state, s.err, s.since, s.retryAt = StateReady, nil, time.Now(), time.Time{}
 	s.conn, s.uid, s.podPorts, s.resolveErr = conn, res.uid, res.ports, nil
 	s.notReady = res.notReady
+	s.pool, s.retire = []*pooled{{conn: conn}}, make(chan struct{})
 	s.dials++
 	s.resolveMissingLocked()
 	s.broadcastLocked()
@@ -577,7 +597,10 @@ func (s *Session) requestRefreshLocked() {
 }
 
 // connFor waits until deadline for a ready connection other than avoid
-// (nil for any) and returns it with the pod's number for remote.
+// (nil for any) and returns it with the pod's number for remote: the least
+// busy one of the pool. The caller calls doneWith once it is done with it.
+// While the session's first connection is avoid, or cannot take new local
+// connections, none of the pool is used: they all go to the same pod.
 func (s *Session) connFor(ctx context.Context, remote RemotePort, avoid *Conn, deadline time.Time) (*Conn, int, error) {
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
@@ -587,9 +610,9 @@ func (s *Session) connFor(ctx context.Context, remote RemotePort, avoid *Conn, d
 			s.mu.Unlock()
 			return nil, 0, fmt.Errorf("session: %w", ErrClosed)
 		}
-		if s.conn != nil && s.conn != avoid && s.conn.Err() == nil && !s.conn.isStale() {
+		if s.conn != nil && s.conn != avoid && usable(s.conn) {
 			if n, ok := s.podPorts[remote]; ok {
-				conn := s.conn
+				conn := s.pickLocked(avoid)
 				s.mu.Unlock()
 				return conn, n, nil
 			}
@@ -625,29 +648,30 @@ func (s *Session) connFor(ctx context.Context, remote RemotePort, avoid *Conn, d
 const verifyTTL = 250 * time.Millisecond
 
 // podStillGood reports whether conn's pod is still the pod to use: conn is
-// the current connection and resolving the target again gives the same pod
-// (name and UID). If not, conn is marked stale so that the session moves
-// on. It is asked after a refused connection, which a pod being replaced
+// one of the pool's connections and resolving the target again gives the
+// same pod (name and UID). If not, the session's first connection is
+// marked stale so that the session moves on, with its whole pool. It is asked after a refused connection, which a pod being replaced
 // gives once its app has stopped: then the connection is retried on the
 // next pod instead of failed.
 //
 // A pod being replaced refuses every connection at once, so the callers
-// asking about one connection share one resolve (singleflight), made under
+// asking about one pool share one resolve (singleflight), made under
 // the session's context: a caller that gives up (its port removed) leaves
 // at once without cancelling it for the others. A positive answer stands
 // for verifyTTL.
 func (s *Session) podStillGood(ctx context.Context, conn *Conn) bool {
 	s.mu.Lock()
-	current, uid := s.conn == conn, s.uid
-	fresh := s.verified == conn && time.Since(s.verifiedAt) < verifyTTL
+	first, uid := s.conn, s.uid
+	current := first != nil && s.inPoolLocked(conn) != nil
+	fresh := s.verified == first && time.Since(s.verifiedAt) < verifyTTL
 	s.mu.Unlock()
-	if !current || conn.Err() != nil || conn.isStale() {
+	if !current || !usable(conn) || !usable(first) {
 		return false
 	}
 	if fresh {
 		return true
 	}
-	key := fmt.Sprintf("%p", conn)
+	key := fmt.Sprintf("%p", first)
 	verdict := s.verifies.DoChan(key, func() (any, error) {
 		s.mu.Lock()
 		if s.closed {
@@ -661,13 +685,13 @@ func (s *Session) podStillGood(ctx context.Context, conn *Conn) bool {
 		if s.ctx.Err() != nil {
 			return true, nil // shutting down: nothing to retry
 		}
-		if err != nil || !res.samePod(resolution{pod: conn.pod, uid: uid}) {
-			conn.stale("pod %s/%s is no longer the one to use after refusing a connection", conn.namespace, conn.pod)
+		if err != nil || !res.samePod(resolution{pod: first.pod, uid: uid}) {
+			first.stale("pod %s/%s is no longer the one to use after refusing a connection", first.namespace, first.pod)
 			s.Refresh()
 			return false, nil
 		}
 		s.mu.Lock()
-		s.verified, s.verifiedAt = conn, time.Now()
+		s.verified, s.verifiedAt = first, time.Now()
 		s.mu.Unlock()
 		return true, nil
 	})
@@ -701,6 +725,13 @@ func (s *Session) PodDeleted(pod, uid string) {
 // target again and dials.
 func (s *Session) podGone(conn *Conn, err error) {
 	conn.stale("the pod is gone: %v", err)
+	s.mu.Lock()
+	first := s.conn
+	pooled := first != nil && first != conn && s.inPoolLocked(conn) != nil
+	s.mu.Unlock()
+	if pooled {
+		first.stale("the pod is gone: %v", err)
+	}
 }
 
 // SessionStatus is a session's state for a status display.
@@ -757,6 +788,7 @@ func (s *Session) Close() error {
 		s.ports = nil
 		conn := s.conn
 		s.conn, s.podPorts = nil, nil
+		s.retirePoolLocked()
 		s.broadcastLocked()
 		s.mu.Unlock()
 

@@ -164,8 +164,13 @@ func TestConcurrentConnections(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if got := k.dialCount(); got != 1 {
-		t.Errorf("%d SPDY connections, want 1 for all %d", got, n)
+	// So many at once crowd one SPDY connection: the session adds more
+	// to the same pod, up to its pool's default of 4.
+	for deadline := time.Now().Add(10 * time.Second); k.dialCount() < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := k.dialCount(); got < 2 || got > 4 {
+		t.Errorf("%d SPDY connections for %d concurrent ones, want 2-4 (a pool)", got, n)
 	}
 	if st := ss.ports[80].Status(); st.Stats.Total != n || st.Stats.Failed != 0 {
 		t.Errorf("port stats = %+v, want %d connections, none failed", st.Stats, n)
