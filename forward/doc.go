@@ -149,22 +149,38 @@
 // download and upload: 63% syscalls, 16% TLS crypto, 1% allocation).
 // Downloads are the server's: it spends 2-3.6 s of CPU per GiB (it
 // writes each frame in three calls, three TLS records), so both clients
-// move about the same. It often spends 10-30% more serving this client
-// than client-go, with about 1.5 times the context switches (perf stat);
-// neither reading ahead under TLS (64 KiB reads), writing large frames to
-// the local socket from the frame reader, nor SO_RCVLOWAT set to the rest
-// of a frame changed that beyond the noise. A hundred concurrent
-// connections keep the cores about 90% busy; there the ceiling is
-// 1.8-2.3x, and every microsecond of client CPU saved turns into
-// throughput only in its share of the total (client-go's run: 2.7 s/GiB
-// client, 2.4-3.4 server, 0.5 load): tunnels reaches 1.0-1.2x down and,
-// with shared frames that grow while turns are short, 1.4x up. Connection setup, one connection after
-// another, is latency (73% busy): per connection the server spends 730 µs
-// of CPU, the load generator about 140 and this client 427 (client-go
-// 951), and tunnels makes one in 0.9 ms, 1.6-1.7x client-go; 2x would take
-// about 170 µs off each connection's path, 40% of this client's CPU per
-// connection, most of which is the syscalls of two sockets (accept, the
-// local reads, writes and shutdown, the frames' writes and reads).
+// move about the same. It often spends 10-40% more serving this client
+// than client-go, and not for want of a core: with the client and the load
+// generator pinned to one core and the server to the other, it still spent
+// 2.5-2.7 s per GiB against 2.1-2.4. It makes as many syscalls for either
+// client (per 768 MiB, 24k reads and 118-122k writes); what differs is how
+// often the client waits for it. This client keeps up with the server, so
+// its frame reader finds the socket empty and sleeps about twice as often
+// as client-go's (per 768 MiB over TLS, 43k epoll waits against 23k, and
+// 57k reads of 14 KiB on average against 35k of 23 KiB), and every sleep
+// is a wake-up that the server's next write pays for (in the server's
+// profile, sock_def_readable 4.6% against 3.3%, and twice the time
+// preempted on the way back from write). Waking later would have to be
+// asked of the kernel (SO_RCVLOWAT), and under TLS the client cannot know
+// how many bytes of a frame crypto/tls has already read ahead, so a low
+// mark could wait for bytes that never come. Neither reading ahead under
+// TLS (64 KiB reads), writing large frames to the local socket from the
+// frame reader, SO_RCVLOWAT set to the rest of a frame (plain), nor one
+// read(2) per wake-up of a local connection instead of a peek and a read
+// changed the rates beyond the noise.
+//
+// A hundred concurrent connections keep the cores 90-94% busy; there the
+// ceiling is 1.8-2.6x. Over one SPDY connection, whose framing and crypto
+// run on one core at a time on each side, tunnels reached 0.9-1.2x
+// client-go down and 1.2-1.4x up; over a pool of up to four (pool.go),
+// 1.4-1.9x and 1.4-1.7x, and the server's CPU per GiB fell by 10-25%.
+// Connection setup, one connection after another, is latency (70% busy):
+// per connection the server spends 510-650 µs of CPU, the load generator
+// about 140 and this client 270-360 (client-go 730-950), and tunnels makes
+// one in 0.6-0.8 ms, 1.5-1.9x client-go; most of this client's CPU per
+// connection is the syscalls of two sockets (accept, the local reads,
+// writes and shutdown, the frames' writes and reads), and a quarter of it
+// reading the server's frames, which it writes one at a time.
 //
 // # Failures and retries
 //
