@@ -91,8 +91,8 @@ func TestSessionPoolGrowsUnderLoadAndShrinksWhenIdle(t *testing.T) {
 	if got := k.dialCount(); got != 2 {
 		t.Errorf("%d connections to the pod with Pool 2, want 2", got)
 	}
-	if got := s.Status().Dials; got != 1 {
-		t.Errorf("status counts %d dials, want 1 (the pool's are not redials)", got)
+	if st := s.Status(); st.Dials != 1 || st.Conns != 2 {
+		t.Errorf("status: %d dials and %d connections, want 1 dial (the pool's are not redials) and 2 connections", st.Dials, st.Conns)
 	}
 
 	// Idle, the added connection closes; the first stays.
@@ -105,6 +105,9 @@ func TestSessionPoolGrowsUnderLoadAndShrinksWhenIdle(t *testing.T) {
 	}
 	if first.Err() != nil {
 		t.Errorf("first connection ended: %v", first.Err())
+	}
+	if got := s.Status().Conns; got != 1 {
+		t.Errorf("status: %d connections after idle, want 1", got)
 	}
 	checkEcho(t, p, "after the pool shrank")
 }

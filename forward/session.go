@@ -747,8 +747,11 @@ type SessionStatus struct {
 	UID     string // that pod's UID, if the resolver knew it
 	// Transport is what the connection runs over, while ready.
 	Transport Transport
-	Dials     int // successful dials so far
-	Stats     Snapshot
+	// Conns is how many connections to the pod the session holds, while
+	// ready: 1, or more while its pool has grown (see SessionOptions.Pool).
+	Conns int
+	Dials int // successful dials so far
+	Stats Snapshot
 
 	// PodNotReady: the pod connected to is Running but not Ready (as of
 	// the last resolve).
@@ -762,6 +765,7 @@ func (s *Session) Status() SessionStatus {
 	st := SessionStatus{State: s.state, Err: s.err, Since: s.since, RetryAt: s.retryAt, Dials: s.dials, Stats: s.Stats.Snapshot()}
 	if s.conn != nil {
 		st.Pod, st.UID, st.Transport, st.PodNotReady = s.conn.pod, s.uid, s.conn.transport, s.notReady
+		st.Conns = len(s.pool)
 	}
 	return st
 }

@@ -34,6 +34,9 @@ type PortStatus struct {
 	// connected: websocket or spdy (Spec.Session.Transport is what was
 	// asked, auto included).
 	Transport string
+	// PodConns is how many connections to the pod the session holds,
+	// while connected: 1, up to 4 while many local connections are open.
+	PodConns int
 	// Addrs are the bound addresses, LocalPort their port.
 	Addrs     []net.Addr
 	LocalPort int
@@ -98,6 +101,7 @@ func (a *Applier) Status() []PortStatus {
 			if e.session != nil {
 				sst := e.session.Status()
 				ps.Pod, ps.RetryAt, ps.PodNotReady, ps.Transport = sst.Pod, sst.RetryAt, sst.PodNotReady, string(sst.Transport)
+				ps.PodConns = sst.Conns
 			}
 		case !e.retryAt.IsZero():
 			ps.State, ps.RetryAt = StateRetrying, e.retryAt

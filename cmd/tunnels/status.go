@@ -45,6 +45,10 @@ type portRow struct {
 	// setting (auto, websocket or spdy).
 	Transport string `json:"transport,omitempty"`
 	Asked     string `json:"transportSetting"`
+	// PodConns is how many connections to the pod the tunnel's session
+	// holds while connected: 1, up to 4 while many local connections are
+	// open at once.
+	PodConns int `json:"podConnections,omitempty"`
 	// Local lists the bound addresses ("127.0.0.1:5432", "[::1]:5432").
 	Local     []string `json:"local"`
 	LocalPort int      `json:"localPort"`
@@ -72,7 +76,7 @@ func portRows(st []tunnel.PortStatus) []portRow {
 		row := portRow{
 			Tunnel: spec.Tunnel, Context: spec.Session.Context, Namespace: spec.Session.Namespace,
 			Target: spec.Session.Target.String(), Pod: ps.Pod, PodNotReady: ps.PodNotReady, Remote: spec.Remote.String(),
-			Transport: ps.Transport, Asked: spec.Session.Transport,
+			Transport: ps.Transport, Asked: spec.Session.Transport, PodConns: ps.PodConns,
 			LocalPort: ps.LocalPort, State: ps.State,
 			Active: ps.Stats.Active, Total: ps.Stats.Total, BytesIn: ps.Stats.BytesIn, BytesOut: ps.Stats.BytesOut,
 		}

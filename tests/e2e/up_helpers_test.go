@@ -141,6 +141,7 @@ type statusRow struct {
 	Pod         string    `json:"pod"`
 	PodNotReady bool      `json:"podNotReady"`
 	Transport   string    `json:"transport"`
+	PodConns    int       `json:"podConnections"`
 	Local       []string  `json:"local"`
 	LocalPort   int       `json:"localPort"`
 	Remote      string    `json:"remote"`

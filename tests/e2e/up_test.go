@@ -101,6 +101,39 @@ func TestUpSaveStyles(t *testing.T) {
 	p.stop()
 }
 
+// TestUpManyConnectionsOpenMoreToThePod holds a dozen connections open
+// through one tunnel at once: past four, the tunnel opens more
+// port-forward connections to the pod through the API server, status
+// shows how many, and every held connection, on whichever, still echoes.
+func TestUpManyConnectionsOpenMoreToThePod(t *testing.T) {
+	f := newUpFixture(t)
+	p := startUp(t, f.c, t.TempDir(), f.yaml("  many:\n    pod: a\n    ports: [\":80\"]\n"))
+	addr := p.waitReady("many", "80")
+	type held struct {
+		conn net.Conn
+		r    *bufio.Reader
+	}
+	var hs []held
+	for i := range 12 {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		defer conn.Close()
+		h := held{conn, bufio.NewReader(conn)}
+		echoLine(t, h.conn, h.r, fmt.Sprintf("open %d", i))
+		hs = append(hs, h)
+	}
+	p.waitStatus("more than one connection to the pod", func(d *statusDoc) bool {
+		r, ok := d.row("many", "80")
+		return ok && r.PodConns >= 2 && r.PodConns <= 4 && r.Active == 12
+	})
+	for i, h := range hs {
+		echoLine(t, h.conn, h.r, fmt.Sprintf("still %d", i))
+	}
+	p.stop()
+}
+
 // TestUpSymlinkSwap edits a file the way a Kubernetes ConfigMap mount
 // changes: the file is a symlink through ..data, which is swapped atomically.
 func TestUpSymlinkSwap(t *testing.T) {
