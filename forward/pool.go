@@ -103,25 +103,29 @@ func (s *Session) grow(first *Conn, retire <-chan struct{}) {
 	opts := s.opts.Conn
 	opts.Transport = first.Transport()
 	conn, err := Dial(s.ctx, s.opts.Upgrader, first.namespace, first.pod, opts)
+	pod := first.namespace + "/" + first.pod
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.growing = false
 	if err != nil {
 		s.growAfter = time.Now().Add(poolRetryAfter)
+		s.mu.Unlock()
 		if s.ctx.Err() == nil {
-			s.log.Warn("could not add a connection to the pod; carrying on with fewer", "pod", first.namespace+"/"+first.pod, "err", err)
+			s.log.Warn("could not add a connection to the pod; carrying on with fewer", "pod", pod, "err", err)
 		}
 		return
 	}
 	if s.closed || s.conn != first || !usable(first) {
-		_ = conn.Close()
+		s.mu.Unlock()
+		_ = conn.Close() // outside s.mu: its GOAWAY may take CloseTimeout
 		return
 	}
 	pc := &pooled{conn: conn, idleSince: time.Now()}
 	s.pool = append(s.pool, pc)
+	n := len(s.pool)
 	s.drains.Add(1)
 	go s.watchPooled(pc, retire)
-	s.log.Debug("added a connection to the pod", "pod", first.namespace+"/"+first.pod, "connections", len(s.pool))
+	s.mu.Unlock()
+	s.log.Debug("added a connection to the pod", "pod", pod, "connections", n)
 }
 
 // watchPooled looks after a connection grow added: it leaves the pool when

@@ -164,8 +164,9 @@ func TestConnLargeFrames(t *testing.T) {
 	}
 	srv.write(&spdy.SynReplyFrame{StreamId: 1, Headers: http.Header{}})
 	srv.write(&spdy.SynReplyFrame{StreamId: 3, Headers: http.Header{}})
+	sizes := []int{frameBufferSize + 1, 1 << 20, maxFrameLength, 3}
 	var want []byte
-	for _, size := range []int{frameBufferSize + 1, 1 << 20, maxFrameLength, 3} {
+	for _, size := range sizes {
 		b := pattern(size)
 		for i := range b {
 			b[i] ^= byte(size)
@@ -199,7 +200,7 @@ func TestConnLargeFrames(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	srv.write(&spdy.DataFrame{StreamId: 1, Flags: spdy.DataFlagFin})
 	off := 0
-	for _, size := range []int{frameBufferSize + 1, 1 << 20, maxFrameLength, 3} {
+	for _, size := range sizes {
 		srv.write(&spdy.DataFrame{StreamId: 3, Data: want[off : off+size]})
 		off += size
 	}
