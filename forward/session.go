@@ -177,7 +177,7 @@ type Session struct {
 	retire    chan struct{}
 	growing   bool
 	growAfter time.Time
-	poolIdle  time.Duration // poolIdle, but for tests
+	poolIdle  time.Duration // how long an added connection may idle: poolIdle, shorter in tests
 }
 
 // NewSession returns a session that lives until ctx ends or Close is
@@ -650,9 +650,10 @@ const verifyTTL = 250 * time.Millisecond
 // podStillGood reports whether conn's pod is still the pod to use: conn is
 // one of the pool's connections and resolving the target again gives the
 // same pod (name and UID). If not, the session's first connection is
-// marked stale so that the session moves on, with its whole pool. It is asked after a refused connection, which a pod being replaced
-// gives once its app has stopped: then the connection is retried on the
-// next pod instead of failed.
+// marked stale so that the session moves on, with its whole pool. It is
+// asked after a refused connection, which a pod being replaced gives once
+// its app has stopped: then the connection is retried on the next pod
+// instead of failed.
 //
 // A pod being replaced refuses every connection at once, so the callers
 // asking about one pool share one resolve (singleflight), made under
@@ -721,8 +722,9 @@ func (s *Session) PodDeleted(pod, uid string) {
 }
 
 // podGone reacts to a connection failing because the pod is gone: the
-// connection to it takes no new streams, and the session resolves the
-// target again and dials.
+// connection takes no new streams, nor, when it is one the pool added,
+// does the first (so the whole pool moves on), and the session resolves
+// the target again and dials.
 func (s *Session) podGone(conn *Conn, err error) {
 	conn.stale("the pod is gone: %v", err)
 	s.mu.Lock()
